@@ -1,0 +1,147 @@
+"""Catalog: plain dataclasses describing a source table, read from the source's own metadata.
+
+The catalog is the single description of a table that every later step uses: the type map turns
+its columns into an Arrow schema and into target DDL, the reader pins its batches to that schema,
+the writer creates the target table from it. Nothing in the catalog is specific to the Stack
+Overflow tables.
+
+Source types are stored normalised: lower case, no length (``nvarchar``, ``datetime2``,
+``character varying``), with the length, precision and scale in their own fields. Lengths are in
+characters for text types and bytes for binary types; ``-1`` means ``(max)`` / unbounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Dialect = Literal["postgresql", "mssql"]
+"""The closed set of database dialects the pipeline reads from and writes to."""
+
+DIALECTS: tuple[Dialect, ...] = ("postgresql", "mssql")
+
+MAX_LENGTH = -1
+"""Length value meaning ``(max)`` (SQL Server) or unbounded (PostgreSQL ``text``)."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of a source table.
+
+    Attributes:
+        name: column name as the source spells it (case kept).
+        source_type: normalised source type name, lower case, without parameters.
+        length: characters (text) or bytes (binary); ``MAX_LENGTH`` (-1) for max; None if n/a.
+        precision: numeric precision, or fractional-second digits for time types; None if n/a.
+        scale: numeric scale; None if n/a.
+        nullable: True if the column accepts NULL.
+        identity: True if the column is an IDENTITY / identity column.
+    """
+
+    name: str
+    source_type: str
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    nullable: bool = True
+    identity: bool = False
+
+
+@dataclass(frozen=True)
+class IdentitySpec:
+    """The identity column of a table and its generator.
+
+    Attributes:
+        column: name of the identity column.
+        seed: first value (SQL Server seed, PostgreSQL START WITH).
+        increment: step between values.
+        last_value: last value generated at catalog time, or None when never used.
+    """
+
+    column: str
+    seed: int = 1
+    increment: int = 1
+    last_value: int | None = None
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A secondary index (not the primary key).
+
+    Attributes:
+        name: index name in the source.
+        columns: key columns in order.
+        unique: True for a unique index.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class ForeignKeySpec:
+    """A foreign key, recorded for ordering and documentation; the pipeline does not create it.
+
+    Attributes:
+        name: constraint name.
+        columns: referencing columns.
+        ref_table: referenced table name (same schema).
+        ref_columns: referenced columns.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A source table as read from the source catalog.
+
+    Attributes:
+        name: table name (case kept).
+        columns: columns in the source's ordinal order.
+        schema: source schema (``dbo``, ``public``).
+        primary_key: primary-key columns in order; empty if none.
+        primary_key_name: the source's constraint name, or None.
+        identity: the identity column, or None.
+        indexes: secondary indexes.
+        foreign_keys: foreign keys.
+        row_estimate: the catalog's row estimate (rows); 0 when unknown.
+        dialect: the dialect the catalog was read from; decides how source types are read.
+    """
+
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    schema: str = "public"
+    primary_key: tuple[str, ...] = ()
+    primary_key_name: str | None = None
+    identity: IdentitySpec | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    foreign_keys: tuple[ForeignKeySpec, ...] = ()
+    row_estimate: int = 0
+    dialect: Dialect = "postgresql"
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def qualified_name(self) -> str:
+        """``schema.name``, unquoted, for logs and error messages."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Column names in ordinal order."""
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> ColumnSpec:
+        """Return the column called ``name``.
+
+        Raises:
+            KeyError: no such column.
+        """
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.qualified_name} has no column {name!r}")
