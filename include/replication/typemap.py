@@ -256,7 +256,7 @@ def target_type(table: TableSpec, column: ColumnSpec, target: Dialect) -> str:
         if "{s}" in text:
             arrow_type(table.dialect, column, table.qualified_name)  # raises for numeric without precision
         p = _DEFAULT_TIME_PRECISION[target]
-    return text.format(n=n, p=p, s=column.scale if column.scale is not None else 0, p6=min(p, 6))
+    return text.format(n=n, p=p, s=column.scale if column.scale is not None else 0, p6=min(p, 6) if p is not None else None)
 
 
 _DEFAULT_TIME_PRECISION: dict[str, int] = {"postgresql": 6, "mssql": 7}
