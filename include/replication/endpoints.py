@@ -16,7 +16,7 @@ Copy unit protocol on a target (one target transaction per unit, so a retry is i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol, runtime_checkable
+from typing import Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import pyarrow as pa
 
@@ -136,6 +136,15 @@ class Target(Protocol):
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run one statement in autocommit mode and return its rows (empty for no result)."""
+        ...
+
+    def ensure_table(self, spec: TableSpec) -> None:
+        """Create the table if it does not exist (keeping its rows if it does); used for the audit."""
+        ...
+
+    def upsert_rows(self, spec: TableSpec, key_columns: Sequence[str], batch: pa.RecordBatch) -> int:
+        """In one transaction, delete the rows whose ``key_columns`` equal the batch's, then append
+        the batch; return rows written. For small bookkeeping tables (the audit)."""
         ...
 
     def close(self) -> None:
