@@ -1,0 +1,582 @@
+"""Streaming importer: a Stack Exchange data-dump folder into the StackOverflow2010 schema.
+
+A dump folder holds one XML file per table (``Posts.xml``, ``Users.xml``, ``Votes.xml``,
+``Comments.xml``, ``Badges.xml``, ``PostLinks.xml`` and, in some dumps, ``PostHistory.xml`` and
+``Tags.xml``), each a root element with one ``<row Attr="value" .../>`` per row; an absent
+attribute is NULL. Each file is read with :func:`xml.etree.ElementTree.iterparse`, every element
+is cleared as soon as it is read, and rows are gathered column by column into
+``pyarrow.RecordBatch``\\ es of at most ``batch_rows`` rows with the exact schema
+``include.replication.typemap.arrow_schema(spec)``: memory is flat in the file size (one batch of
+text at a time). Values are converted per column (Arrow casts), not per row.
+
+Loading goes through the product's own target (``include.replication.endpoints.open_target``):
+``prepare_table`` -> ``begin_unit`` -> ``write_batches`` -> ``commit_unit`` -> ``finish_table`` per
+table, one unit (one transaction) per table, so a re-run gives the same database. The lookup
+tables (LinkTypes, PostTypes, VoteTypes, PostHistoryTypes) have no dump file and are filled from
+:data:`include.stackoverflow.schema.LOOKUP_ROWS`. PostHistory and PostHistoryTypes are imported
+only when ``PostHistory.xml`` exists, Tags only when ``Tags.xml`` exists.
+
+Mismatch rule (the one rule for dump rows that do not fit the schema):
+
+1. A dump attribute the table has no column for (``Badges.Class``, ``Posts.ContentLicense``,
+   ``Users.ProfileImageUrl``, ...) is dropped; every dropped value is counted per attribute in
+   the import report (``dropped_attributes``).
+2. A table column absent from a row is NULL when the column is nullable (``Users.Age``,
+   ``Users.EmailHash`` are always NULL for recent dumps).
+3. A NOT NULL column absent from a row gets the documented default of its type,
+   :data:`ABSENT_DEFAULTS` (``0`` for ``int``, as the original importer did for
+   ``Posts.ViewCount`` of answers), and every such value is counted per column in the report
+   (``defaulted``). The primary key ``Id`` and NOT NULL columns of other types (text, datetime,
+   uniqueidentifier) have no default: absent, they raise :class:`DataError`.
+4. Anything else that cannot be held exactly raises
+   :class:`include.replication.errors.DataError` naming table, column and the row's ``Id``:
+   text longer than its column (lengths counted in UTF-16 code units, SQL Server's ``nvarchar``
+   measure, which is never below PostgreSQL's character count), a NUL character, an unparsable
+   integer / date / GUID, an integer outside ``int`` range, a date outside SQL Server
+   ``datetime``'s range (1753-01-01 to 9999-12-31). Malformed XML raises :class:`DataError`
+   naming the table and the last good row Id.
+
+Measured on the three real dumps in ../shared/stackexchange (bicycles.meta, conlang.meta,
+quantumcomputing): no text exceeds its StackOverflow2010 column. Longest values against their
+limits: Comments.Text 600/700, Posts.Title 142/250, Posts.Tags 106/150, Users.DisplayName 30/40,
+Users.Location 79/100, Users.WebsiteUrl 161/200, Badges.Name 18/40,
+Posts.LastEditorDisplayName 9/40, PostHistory.UserDisplayName 9/40, Tags.TagName 33/150.
+Dropped attributes seen: Badges.Class, Badges.TagBased, Comments.ContentLicense,
+Comments.UserDisplayName, Posts.ContentLicense, Posts.OwnerDisplayName, PostHistory.ContentLicense,
+Users.ProfileImageUrl, Tags.IsRequired, Tags.IsModeratorOnly. Defaulted: Posts.ViewCount (every
+non-question post).
+
+Command line::
+
+    python -m include.stackoverflow.dump_import DUMP_FOLDER --uri postgresql://user@host/db
+    python -m include.stackoverflow.dump_import DUMP_FOLDER --host /tmp/sock --database so
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from include.replication.catalog import MAX_LENGTH, ColumnSpec, TableSpec
+from include.replication.endpoints import Endpoint, Target, open_target
+from include.replication.errors import ConfigurationError, DataError
+from include.replication.typemap import arrow_schema
+
+from .schema import LOOKUP_ROWS, TABLES
+
+__all__ = [
+    "DUMP_FILES",
+    "ABSENT_DEFAULTS",
+    "DEFAULT_BATCH_ROWS",
+    "TableImport",
+    "ImportReport",
+    "read_dump_batches",
+    "lookup_batches",
+    "plan_import",
+    "import_dump",
+    "endpoint_from_uri",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_ROWS = 50_000
+"""Rows per RecordBatch unless told otherwise (a Posts batch of this size is ~100 MiB of text at most
+on Stack Overflow; the real dumps average ~1.4 KiB per post)."""
+
+DUMP_FILES: dict[str, str] = {
+    "Badges": "Badges.xml",
+    "Comments": "Comments.xml",
+    "PostLinks": "PostLinks.xml",
+    "Posts": "Posts.xml",
+    "Users": "Users.xml",
+    "Votes": "Votes.xml",
+    "PostHistory": "PostHistory.xml",
+    "Tags": "Tags.xml",
+}
+"""Table name -> dump file name, for every table that has a dump file."""
+
+ABSENT_DEFAULTS: dict[str, object] = {"int": 0}
+"""Source type -> value stored for an absent NOT NULL column (rule 3 of the module docstring)."""
+
+_DATETIME_MIN = pa.scalar(datetime(1753, 1, 1), pa.timestamp("us"))
+_DATETIME_MAX = pa.scalar(datetime(9999, 12, 31, 23, 59, 59, 997000), pa.timestamp("us"))
+
+
+@dataclass
+class TableImport:
+    """What was imported into one table.
+
+    Attributes:
+        table: table name (``Posts``).
+        source: the dump file name, or ``LOOKUP_ROWS`` for a lookup table.
+        rows: rows written (rows).
+        batches: RecordBatches written.
+        dropped_attributes: dump attribute -> values dropped (rule 1).
+        defaulted: column -> absent NOT NULL values stored as the default (rule 3).
+        seconds: wall time of the table's import, parse and load (seconds).
+    """
+
+    table: str
+    source: str
+    rows: int = 0
+    batches: int = 0
+    dropped_attributes: Counter[str] = field(default_factory=Counter)
+    defaulted: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+@dataclass
+class ImportReport:
+    """Result of :func:`import_dump`: one :class:`TableImport` per table, in load order.
+
+    Attributes:
+        folder: the dump folder read.
+        tables: per-table results.
+        seconds: total wall time (seconds).
+    """
+
+    folder: Path
+    tables: list[TableImport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def total_rows(self) -> int:
+        """Rows written over all tables (rows)."""
+        return sum(t.rows for t in self.tables)
+
+    def table(self, name: str) -> TableImport:
+        """The result of one table. Raises ``KeyError`` if it was not imported."""
+        for t in self.tables:
+            if t.table == name:
+                return t
+        raise KeyError(name)
+
+    def format(self) -> str:
+        """A fixed-width text table: table, rows, seconds, dropped attributes, defaulted values."""
+        lines = [f"{'table':<17} {'rows':>10} {'seconds':>8}  dropped attributes / defaulted values"]
+        for t in self.tables:
+            dropped = ", ".join(f"{k}={v}" for k, v in sorted(t.dropped_attributes.items())) or "-"
+            default = ", ".join(f"{k}={v}" for k, v in sorted(t.defaulted.items())) or "-"
+            lines.append(f"{t.table:<17} {t.rows:>10,} {t.seconds:>8.2f}  dropped: {dropped}; defaulted: {default}")
+        lines.append(f"{'total':<17} {self.total_rows:>10,} {self.seconds:>8.2f}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Column conversion: lists of attribute strings (None = absent) -> Arrow arrays of the exact type
+# ---------------------------------------------------------------------------------------------
+
+
+def _first_bad(values: Sequence[str | None], ok: Callable[[str], bool]) -> int:
+    for i, v in enumerate(values):
+        if v is not None and not ok(v):
+            return i
+    return -1
+
+
+def _parses(typ: pa.DataType) -> Callable[[str], bool]:
+    def ok(v: str) -> bool:
+        try:
+            pa.array([v], pa.string()).cast(typ)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+        return True
+
+    return ok
+
+
+def _utf16_units(v: str) -> int:
+    return len(v.encode("utf-16-le")) // 2
+
+
+def _convert(
+    spec: TableSpec,
+    col: ColumnSpec,
+    values: list[str | None],
+    ids: list[str | None],
+    target_type: pa.DataType,
+    defaulted: Counter[str],
+) -> pa.Array:
+    """Convert one column of attribute strings to an Arrow array of ``target_type``.
+
+    Raises:
+        DataError: a value that cannot be held exactly (see the module's mismatch rule).
+    """
+    table = spec.qualified_name
+    raw = pa.array(values, pa.string())
+    if col.source_type in ("nvarchar", "varchar", "nchar", "char"):
+        arr = raw
+        if col.length is not None and col.length != MAX_LENGTH:
+            # bytes of UTF-8 >= UTF-16 code units, so only rows longer in bytes need an exact count
+            longer = pc.greater(pc.binary_length(raw), col.length)
+            if pc.any(longer).as_py():
+                for i in pc.indices_nonzero(longer).to_pylist():
+                    units = _utf16_units(values[i])  # type: ignore[arg-type]
+                    if units > col.length:
+                        raise DataError(
+                            f"text of {units} UTF-16 code units exceeds {col.source_type}({col.length})",
+                            table=table,
+                            column=col.name,
+                            key=ids[i],
+                        )
+        if pc.any(pc.match_substring(raw, "\x00")).as_py():
+            i = _first_bad(values, lambda v: "\x00" not in v)
+            raise DataError("NUL character in text", table=table, column=col.name, key=ids[i])
+    elif col.source_type == "uniqueidentifier":
+        guids: list[bytes | None] = []
+        for i, v in enumerate(values):
+            try:
+                guids.append(None if v is None else uuid.UUID(v).bytes)
+            except ValueError:
+                raise DataError(f"unparsable GUID {v[:40]!r}", table=table, column=col.name, key=ids[i]) from None  # type: ignore[index]
+        arr = pa.ExtensionArray.from_storage(target_type, pa.array(guids, pa.binary(16)))
+    else:
+        try:
+            arr = raw.cast(target_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            i = _first_bad(values, _parses(target_type))
+            raise DataError(
+                f"unparsable {col.source_type} value {values[i][:40]!r}",  # type: ignore[index]
+                table=table,
+                column=col.name,
+                key=ids[i],
+            ) from None
+        if col.source_type in ("datetime", "smalldatetime", "datetime2"):
+            bad = pc.or_(pc.less(arr, _DATETIME_MIN), pc.greater(arr, _DATETIME_MAX))
+            if pc.any(bad).as_py():
+                i = pc.indices_nonzero(pc.fill_null(bad, False))[0].as_py()
+                raise DataError(
+                    f"date {values[i]!r} outside SQL Server datetime range", table=table, column=col.name, key=ids[i]
+                )
+    if not col.nullable and arr.null_count:
+        default = ABSENT_DEFAULTS.get(col.source_type)
+        if default is None or col.name in spec.primary_key:
+            i = arr.is_null().to_pylist().index(True)
+            raise DataError("NOT NULL column absent from the row and it has no default", table=table, column=col.name, key=ids[i])
+        defaulted[col.name] += arr.null_count
+        arr = pc.fill_null(arr, pa.scalar(default, target_type))
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+# ---------------------------------------------------------------------------------------------
+
+
+def read_dump_batches(
+    path: Path,
+    spec: TableSpec,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    stats: TableImport | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Stream one dump XML file as RecordBatches of the table's schema.
+
+    Args:
+        path: the XML file (``Posts.xml``).
+        spec: the table the rows go into (its columns decide what is kept).
+        batch_rows: at most this many rows per batch (rows, >= 1).
+        stats: when given, receives rows, batches, dropped attributes and defaulted values.
+
+    Yields:
+        ``pa.RecordBatch`` with schema ``arrow_schema(spec)``, at most ``batch_rows`` rows each, in
+        file order; no batch is empty (an empty file yields nothing).
+
+    Raises:
+        DataError: a value that cannot be held exactly, or malformed XML (names table, column, Id).
+        ConfigurationError: ``batch_rows`` < 1.
+        OSError: the file cannot be read.
+    """
+    if batch_rows < 1:
+        raise ConfigurationError(f"batch_rows must be >= 1, got {batch_rows}", table=spec.qualified_name)
+    schema = arrow_schema(spec)
+    names = spec.column_names
+    name_set = frozenset(names)
+    stats = stats if stats is not None else TableImport(spec.name, path.name)
+    dropped = stats.dropped_attributes
+    columns: dict[str, list[str | None]] = {n: [] for n in names}
+    appenders = [(columns[n].append, n) for n in names]
+    n_rows = 0
+    last_id: str | None = None
+
+    def flush() -> pa.RecordBatch:
+        ids = columns["Id"] if "Id" in columns else [None] * n_rows
+        arrays = [
+            _convert(spec, c, columns[c.name], ids, f.type, stats.defaulted)  # type: ignore[arg-type]
+            for c, f in zip(spec.columns, schema, strict=True)
+        ]
+        for lst in columns.values():
+            lst.clear()
+        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        stats.rows += batch.num_rows
+        stats.batches += 1
+        return batch
+
+    root = None
+    try:
+        for event, elem in ET.iterparse(path, events=("start", "end")):
+            if event == "start":
+                if root is None:
+                    root = elem
+                continue
+            if elem.tag != "row":
+                continue
+            attrib = elem.attrib
+            for append, n in appenders:
+                append(attrib.get(n))
+            extra = attrib.keys() - name_set
+            for k in extra:
+                dropped[k] += 1
+            last_id = attrib.get("Id")
+            n_rows += 1
+            elem.clear()
+            if root is not None:
+                root.clear()
+            if n_rows == batch_rows:
+                yield flush()
+                n_rows = 0
+    except ET.ParseError as exc:
+        raise DataError(f"malformed XML in {path.name}: {exc} (after row Id {last_id})", table=spec.qualified_name, key=last_id) from exc
+    if n_rows:
+        yield flush()
+
+
+def lookup_batches(spec: TableSpec) -> Iterator[pa.RecordBatch]:
+    """Yield the fixed rows of a lookup table as one RecordBatch with ``arrow_schema(spec)``.
+
+    Raises:
+        KeyError: ``spec`` is not a lookup table of :data:`LOOKUP_ROWS`.
+    """
+    rows = LOOKUP_ROWS[spec.name]
+    schema = arrow_schema(spec)
+    yield pa.RecordBatch.from_arrays(
+        [pa.array([r[0] for r in rows], schema.field(0).type), pa.array([r[1] for r in rows], schema.field(1).type)],
+        schema=schema,
+    )
+
+
+def plan_import(folder: Path, tables: Iterable[str] | None = None) -> list[tuple[TableSpec, Path | None]]:
+    """Decide which tables a dump folder fills, in load order.
+
+    The six core dump tables are required; PostHistory and PostHistoryTypes come with
+    ``PostHistory.xml``, Tags with ``Tags.xml``; the lookup tables always.
+
+    Args:
+        folder: the dump folder.
+        tables: restrict to these table names (exact spelling); None = every table the folder allows.
+
+    Returns:
+        (spec, dump file or None for a lookup table) per table.
+
+    Raises:
+        ConfigurationError: the folder is missing, a required dump file is missing, or an unknown or
+            unavailable table was asked for.
+    """
+    if not folder.is_dir():
+        raise ConfigurationError(f"dump folder {folder} does not exist")
+    available: dict[str, Path | None] = {}
+    for name in ("Users", "Posts", "Comments", "Badges", "Votes", "PostLinks"):
+        path = folder / DUMP_FILES[name]
+        if not path.is_file() and (tables is None or name in tables):
+            raise ConfigurationError(f"{path.name} missing from dump folder {folder}", table=name)
+        available[name] = path
+    if (folder / "PostHistory.xml").is_file():
+        available["PostHistory"] = folder / "PostHistory.xml"
+        available["PostHistoryTypes"] = None
+    if (folder / "Tags.xml").is_file():
+        available["Tags"] = folder / "Tags.xml"
+    for name in ("LinkTypes", "PostTypes", "VoteTypes"):
+        available[name] = None
+    wanted = list(available) if tables is None else list(tables)
+    for name in wanted:
+        if name not in available:
+            raise ConfigurationError(
+                f"table {name!r} cannot be imported from {folder}; available: {', '.join(available)}", table=name
+            )
+    return [(TABLES[n], available[n]) for n in available if n in wanted]
+
+
+def _load_table(target: Target, spec: TableSpec, batches: Iterable[pa.RecordBatch], stats: TableImport) -> None:
+    target.prepare_table(spec)
+    target.begin_unit(spec)
+    try:
+        n = target.write_batches(spec, batches)
+        target.commit_unit(spec, n)
+    except BaseException:
+        target.rollback_unit()
+        raise
+    if n != stats.rows:
+        # cannot happen unless the target drops or duplicates rows; committed count was checked
+        raise DataError(f"target wrote {n} rows, dump had {stats.rows}", table=spec.qualified_name)
+    target.finish_table(spec)
+
+
+def import_dump(
+    folder: Path,
+    endpoint: Endpoint,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    tables: Iterable[str] | None = None,
+) -> ImportReport:
+    """Create the StackOverflow schema in ``endpoint`` and fill it from a dump folder.
+
+    Each table is one copy unit on the target (dropped and re-created, loaded in one transaction,
+    then primary key and identity alignment), so re-running gives the same database.
+
+    Args:
+        folder: the dump folder (``Posts.xml``, ...).
+        endpoint: the target database (PostgreSQL through ``PostgresTarget``).
+        batch_rows: rows per RecordBatch (rows).
+        tables: restrict to these tables; None = all the folder allows (see :func:`plan_import`).
+
+    Returns:
+        The per-table :class:`ImportReport`.
+
+    Raises:
+        ConfigurationError: bad folder, table list or endpoint.
+        DataError: a dump value that cannot be held exactly (names table, column, Id).
+        TargetError: the target failed (retryable).
+        ValidationError: the target's row count differs from the rows sent.
+    """
+    wanted = None if tables is None else list(tables)
+    plan = plan_import(Path(folder), wanted)
+    report = ImportReport(Path(folder))
+    t_start = time.perf_counter()
+    target = open_target(endpoint)
+    try:
+        for spec, path in plan:
+            t0 = time.perf_counter()
+            stats = TableImport(spec.name, path.name if path else "LOOKUP_ROWS")
+            if path is None:
+                batches: Iterable[pa.RecordBatch] = _counting(lookup_batches(spec), stats)
+            else:
+                batches = read_dump_batches(path, spec, batch_rows=batch_rows, stats=stats)
+            _load_table(target, spec, batches, stats)
+            stats.seconds = time.perf_counter() - t0
+            report.tables.append(stats)
+            log.info(
+                "imported %s: %s rows, %s batches, %.2f s, dropped %s, defaulted %s",
+                spec.name,
+                stats.rows,
+                stats.batches,
+                stats.seconds,
+                dict(stats.dropped_attributes),
+                dict(stats.defaulted),
+            )
+    finally:
+        target.close()
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+def _counting(batches: Iterable[pa.RecordBatch], stats: TableImport) -> Iterator[pa.RecordBatch]:
+    for b in batches:
+        stats.rows += b.num_rows
+        stats.batches += 1
+        yield b
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def endpoint_from_uri(uri: str, *, schema: str | None = None) -> Endpoint:
+    """Build a PostgreSQL :class:`Endpoint` from a libpq URI.
+
+    ``postgresql://user:pw@host:port/db`` or, for a Unix socket, ``postgresql://user@/db?host=/dir``.
+    The password may also come from ``PGPASSWORD``; it never reaches a log.
+
+    Raises:
+        ConfigurationError: not a ``postgresql://`` / ``postgres://`` URI, or no database.
+    """
+    parts = urlparse(uri)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError("target URI must start with postgresql://")
+    query = parse_qs(parts.query)
+    host = query.get("host", [None])[0] or (unquote(parts.hostname) if parts.hostname else None)
+    port = query.get("port", [None])[0] or parts.port
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ConfigurationError("target URI names no database")
+    password = unquote(parts.password) if parts.password else os.environ.get("PGPASSWORD")
+    options = {k: v[0] for k, v in query.items() if k not in ("host", "port")}
+    return Endpoint(
+        "postgresql",
+        host,
+        int(port) if port else None,
+        database,
+        unquote(parts.username) if parts.username else None,
+        password,
+        schema,
+        options,
+    )
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the target-database options (``--uri`` or ``--host/--port/--database/--user``, ``--schema``)."""
+    g = parser.add_argument_group("target PostgreSQL database (password from the URI or PGPASSWORD)")
+    g.add_argument("--uri", help="libpq URI, e.g. postgresql://user@host:5432/db or postgresql://user@/db?host=/socket/dir")
+    g.add_argument("--host", help="host name or Unix-socket directory")
+    g.add_argument("--port", type=int, help="TCP port")
+    g.add_argument("--database", help="database name")
+    g.add_argument("--user", help="login")
+    g.add_argument("--schema", help="target schema (default: public)")
+
+
+def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
+    """The target :class:`Endpoint` from parsed :func:`add_target_arguments` options.
+
+    Raises:
+        ConfigurationError: neither ``--uri`` nor ``--database`` given.
+    """
+    if args.uri:
+        return endpoint_from_uri(args.uri, schema=args.schema)
+    if not args.database:
+        raise ConfigurationError("give --uri or --database")
+    return Endpoint(
+        "postgresql", args.host, args.port, args.database, args.user, os.environ.get("PGPASSWORD"), args.schema
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code (0 ok, 2 bad input or data)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m include.stackoverflow.dump_import",
+        description="Import a Stack Exchange data-dump folder into the StackOverflow2010 schema on PostgreSQL.",
+    )
+    parser.add_argument("folder", type=Path, help="dump folder holding Posts.xml, Users.xml, ...")
+    add_target_arguments(parser)
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per RecordBatch")
+    parser.add_argument("--tables", help="comma-separated table names (default: all the folder allows)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="INFO logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        endpoint = endpoint_from_args(args)
+        tables = [t.strip() for t in args.tables.split(",")] if args.tables else None
+        report = import_dump(args.folder, endpoint, batch_rows=args.batch_rows, tables=tables)
+    except (ConfigurationError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
