@@ -1,0 +1,93 @@
+"""Run configuration: DAG params and environment become one frozen, validated object.
+
+This is the only module (with :mod:`connections`) that reads environment variables. Values are
+validated once, here, at the edge; everything downstream trusts :class:`CopySettings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigurationError
+
+__all__ = ["MiB", "CopySettings", "DEFAULT_SPILL_ROOT_ENV", "default_spill_root"]
+
+MiB = 1024 * 1024
+DEFAULT_SPILL_ROOT_ENV = "STACKOVERFLOW_SPILL_ROOT"
+"""Environment variable naming the spill root directory (default: ``<tmp>/stackoverflow-spill``)."""
+
+
+def default_spill_root() -> Path:
+    """``$STACKOVERFLOW_SPILL_ROOT`` if set, else ``<system temp dir>/stackoverflow-spill``."""
+    env = os.environ.get(DEFAULT_SPILL_ROOT_ENV)
+    return Path(env) if env else Path(tempfile.gettempdir()) / "stackoverflow-spill"
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    """How one table is copied.
+
+    Attributes:
+        memory_budget_bytes: most bytes of row data the SpillingBuffer holds in memory (bytes).
+        batch_rows: most rows per RecordBatch.
+        batch_bytes: target bytes per RecordBatch (bytes); one row larger than this travels alone.
+        spill_root: directory under which each task attempt gets its own spill directory.
+        overlap: True runs the reader on its own thread concurrently with the writer.
+        run_id: the Airflow run id (audit key).
+        attempt: the task attempt number, 1-based (audit).
+        label: extra words for the spill directory name and logs (e.g. the DAG id).
+    """
+
+    memory_budget_bytes: int = 128 * MiB
+    batch_rows: int = 50_000
+    batch_bytes: int = 8 * MiB
+    spill_root: Path = field(default_factory=default_spill_root)
+    overlap: bool = True
+    run_id: str = "manual"
+    attempt: int = 1
+    label: str = "copy"
+
+    def __post_init__(self) -> None:
+        if self.memory_budget_bytes < 1 * MiB:
+            raise ConfigurationError(f"memory budget must be at least 1 MiB, got {self.memory_budget_bytes} bytes")
+        if self.batch_rows < 1:
+            raise ConfigurationError(f"batch_rows must be positive, got {self.batch_rows}")
+        if self.batch_bytes < 64 * 1024:
+            raise ConfigurationError(f"batch_bytes must be at least 64 KiB, got {self.batch_bytes}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], *, run_id: str = "manual", attempt: int = 1, label: str = "copy") -> "CopySettings":
+        """Build settings from DAG params.
+
+        Recognised keys: ``memory_budget_mib`` (int, MiB), ``batch_rows`` (int), ``batch_mib``
+        (number, MiB; default: budget / 16, at most 8 MiB), ``spill_root`` (str; empty = default),
+        ``overlap`` (bool).
+
+        Raises:
+            ConfigurationError: a value has the wrong type or range.
+        """
+        try:
+            budget = int(params.get("memory_budget_mib", 128)) * MiB
+            batch_rows = int(params.get("batch_rows", 50_000))
+            batch_mib = params.get("batch_mib")
+            batch_bytes = int(float(batch_mib) * MiB) if batch_mib else min(8 * MiB, max(budget // 16, 64 * 1024))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"bad numeric DAG param: {exc}") from exc
+        spill = params.get("spill_root") or None
+        overlap = params.get("overlap", True)
+        if not isinstance(overlap, bool):
+            raise ConfigurationError(f"overlap must be true or false, got {overlap!r}")
+        return cls(
+            memory_budget_bytes=budget,
+            batch_rows=batch_rows,
+            batch_bytes=batch_bytes,
+            spill_root=Path(spill) if spill else default_spill_root(),
+            overlap=overlap,
+            run_id=run_id,
+            attempt=attempt,
+            label=label,
+        )
