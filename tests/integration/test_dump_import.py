@@ -99,3 +99,21 @@ def test_conlang_known_values_and_rerun_is_idempotent(local_pg, fresh_database) 
         guid, text = target.execute('SELECT "RevisionGUID"::text, "Text" FROM "public"."PostHistory" WHERE "Id" = 1')[0]
         assert guid == "990d3fa1-a80c-4b14-9414-14b2ec0fd7ad"
         assert "\r\n\r\nAlso, several constructed languages" in text
+
+
+def test_fill_synthetic_loads_through_the_target(local_pg, fresh_database) -> None:
+    from include.stackoverflow.synthetic import fill_synthetic, row_count
+
+    db = fresh_database("synth")
+    endpoint = local_pg.endpoint(db)
+    names = ["Users", "Posts", "Votes", "VoteTypes", "PostHistory"]
+    report = fill_synthetic(endpoint, 0.0005, seed=3, tables=names, batch_rows=2000)
+    assert report.rows == {n: row_count(n, 0.0005) for n in names}
+    with open_target(endpoint) as target:
+        for n in names:
+            assert target.execute(f'SELECT count(*) FROM "public"."{n}"')[0][0] == row_count(n, 0.0005)
+        assert target.execute('SELECT "DisplayName" FROM "public"."Users" WHERE "Id" = -1') == [("Community",)]
+        orphans = target.execute(
+            'SELECT count(*) FROM "public"."Votes" v LEFT JOIN "public"."Posts" p ON p."Id" = v."PostId" WHERE p."Id" IS NULL'
+        )
+        assert orphans == [(0,)]
