@@ -240,6 +240,8 @@ class PostgresSource:
             col = batch.column(i)
             if isinstance(col.type, pa.ExtensionType) and not isinstance(field.type, pa.ExtensionType):
                 col = col.storage  # PostgreSQL opaque types (numeric) arrive as text storage
+            if isinstance(field.type, pa.ExtensionType) and col.type == field.type.storage_type:
+                col = pa.ExtensionArray.from_storage(field.type, col)  # e.g. jsonb text -> arrow.json
             if col.type != field.type:
                 try:
                     col = col.cast(field.type, safe=True)
