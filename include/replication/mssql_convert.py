@@ -45,8 +45,9 @@ import datetime as dt
 import decimal
 import logging
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -208,7 +209,7 @@ def _time_to_ns(value: Any) -> Any:
 
 def _to_utc(value: Any) -> Any:
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
     return value  # naive: already UTC (the reader selects SWITCHOFFSET(col, '+00:00'))
 
 
@@ -289,7 +290,7 @@ def rows_to_batch(spec: TableSpec, rows: Sequence[Sequence[Any]], schema: pa.Sch
     """
     schema = schema if schema is not None else arrow_schema(spec)
     ncols = len(schema)
-    columns: list[Sequence[Any]] = list(zip(*rows)) if rows else [() for _ in range(ncols)]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(ncols)]
     arrays = []
     for i, field in enumerate(schema):
         try:
@@ -353,7 +354,7 @@ def write_plan(spec: TableSpec) -> list[ColumnWritePlan]:
     """
     schema = arrow_schema(spec)
     plans = []
-    for col, field in zip(spec.columns, schema):
+    for col, field in zip(spec.columns, schema, strict=True):
         tt = target_type(spec, col, "mssql")
         base = tt.split("(")[0].strip().lower()
         t = field.type
@@ -425,7 +426,7 @@ def column_to_params(arr: pa.Array, plan: ColumnWritePlan) -> list[Any]:
             if v is None:
                 out.append(None)
             elif kind == "datetimeoffset":
-                utc = v.astimezone(dt.timezone.utc) if v.tzinfo else v
+                utc = v.astimezone(dt.UTC) if v.tzinfo else v
                 out.append(_iso(utc, digits) + "+00:00")
             else:
                 out.append(_iso(v, digits))
@@ -461,7 +462,7 @@ def batch_to_params(spec: TableSpec, batch: pa.RecordBatch, plans: Sequence[Colu
                 except ValueError:
                     break
             raise DataError(str(exc), table=spec.qualified_name, column=plan.name, key=row_key(spec, batch, idx)) from exc
-    return list(zip(*cols)) if cols else []
+    return list(zip(*cols, strict=True)) if cols else []
 
 
 def param_bytes(row: Sequence[Any]) -> int:

@@ -30,7 +30,7 @@ from include.replication.mssql_convert import (
 from include.replication.typemap import arrow_schema
 
 GUID = uuid.UUID("6F9619FF-8B86-D011-B42D-00C04FC964FF")  # non-palindromic: byte order matters
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _spec(*cols: ColumnSpec, dialect: str = "mssql") -> TableSpec:

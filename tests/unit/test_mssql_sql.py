@@ -146,8 +146,8 @@ def test_create_table_from_postgres_gets_case_sensitive_collation():
         "t", (ColumnSpec("id", "integer", nullable=False), ColumnSpec("name", "character varying", length=10), ColumnSpec("doc", "text")),
         schema="public", dialect="postgresql",
     )
-    from include.replication.targets.mssql import MssqlTarget
     from include.replication.endpoints import Endpoint
+    from include.replication.targets.mssql import MssqlTarget
 
     target = MssqlTarget(Endpoint("mssql", "nowhere", 1433, "db"))  # connects lazily: nothing opened here
     sql = create_table_sql(spec, "mssql", "dbo", text_collation=target._collation(spec))

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -411,7 +412,7 @@ class MssqlSource:
             finally:
                 self._conn = None
 
-    def __enter__(self) -> "MssqlSource":
+    def __enter__(self) -> MssqlSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

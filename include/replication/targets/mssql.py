@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -449,7 +450,7 @@ class MssqlTarget:
             finally:
                 self._conn = None
 
-    def __enter__(self) -> "MssqlTarget":
+    def __enter__(self) -> MssqlTarget:
         return self
 
     def __exit__(self, *exc: object) -> None:
