@@ -222,3 +222,10 @@ def test_postgres_source_timestamps_go_to_datetime2_and_datetimeoffset():
     )
     assert [p.target_type for p in write_plan(spec)] == ["int", "datetime2(6)", "datetimeoffset(6)"]
     assert batch_to_params(spec, batch) == [(1, "0001-01-01T00:00:00.0000010", "2000-02-29T12:00:00.0000000+00:00")]
+
+
+def test_postgres_jsonb_extension_values_become_text_parameters():
+    spec = TableSpec("J", (ColumnSpec("id", "integer", nullable=False), ColumnSpec("doc", "jsonb")), schema="public", primary_key=("id",), dialect="postgresql")
+    batch = pa.RecordBatch.from_pylist([{"id": 1, "doc": '{"a": "ü"}'}, {"id": 2, "doc": None}], schema=arrow_schema(spec))
+    assert [p.target_type for p in write_plan(spec)] == ["int", "nvarchar(max)"]
+    assert batch_to_params(spec, batch) == [(1, '{"a": "ü"}'), (2, None)]

@@ -57,7 +57,7 @@ EXPECTED: dict[tuple[str, str], tuple[dict, pa.DataType, str, str]] = {
     ("postgresql", "character varying"): ({"length": 255}, pa.string(), "varchar(255)", "nvarchar(255)"),
     ("postgresql", "text"): ({}, pa.string(), "text", "nvarchar(max)"),
     ("postgresql", "json"): ({}, pa.string(), "json", "nvarchar(max)"),
-    ("postgresql", "jsonb"): ({}, pa.string(), "jsonb", "nvarchar(max)"),
+    ("postgresql", "jsonb"): ({}, pa.json_(), "jsonb", "nvarchar(max)"),
     ("postgresql", "xml"): ({}, pa.string(), "xml", "xml"),
     ("postgresql", "bytea"): ({}, pa.binary(), "bytea", "varbinary(max)"),
     ("postgresql", "uuid"): ({}, pa.uuid(), "uuid", "uniqueidentifier"),
