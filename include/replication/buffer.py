@@ -261,7 +261,7 @@ class SpillingBuffer:
         Raises:
             BufferAborted: the consumer aborted (``__cause__`` is its error) or the buffer is closed.
             ReplicationError: the batch's schema differs from the buffer's.
-            OSError: writing the spill file failed (disk full, ...).
+            ReplicationError: writing the spill file failed (disk full, ...; retryable).
         """
         self._check_open()
         if not batch.schema.equals(self.schema):
@@ -287,10 +287,15 @@ class SpillingBuffer:
                         if self._open is spill:
                             self._open = None
                     continue
-                spill.write(batch)
-                full = spill.arrow_bytes >= self.spill_file_bytes
-                if full:
-                    spill.seal()
+                try:
+                    spill.write(batch)
+                    full = spill.arrow_bytes >= self.spill_file_bytes
+                    if full:
+                        spill.seal()
+                except (OSError, pa.ArrowException) as exc:
+                    raise ReplicationError(
+                        f"writing spill file {spill.tmp_path} failed: {exc}", table=self.label, retryable=True
+                    ) from exc
             with self._cond:
                 self._s["spill_batches"] += 1
                 self._s["spill_rows"] += batch.num_rows
@@ -356,7 +361,7 @@ class SpillingBuffer:
         """Mark the end of the stream (producer side); seals the open spill file. Idempotent.
 
         Raises:
-            OSError: sealing the last spill file failed.
+            OSError: sealing the last spill file failed (closing the Parquet writer, renaming).
         """
         with self._cond:
             spill = self._open
@@ -409,11 +414,13 @@ class SpillingBuffer:
             self._consuming = True
         while True:
             with self._cond:
-                while not self._entries and not self._closed and self._error is None:
+                while not self._entries and not self._closed and self._error is None and not self._cleaned:
                     if not self._cond.wait(timeout=wait_s) and on_wait is not None:
                         on_wait()
                 if self._error is not None:
                     raise self._error
+                if self._cleaned:
+                    raise BufferAborted("the buffer was cleaned up while being read", table=self.label)
                 if not self._entries:
                     return  # closed and drained
                 entry = self._entries[0]

@@ -387,3 +387,19 @@ def test_transfer_logs_progress_with_eta_and_one_summary(tmp_path: Path, caplog:
     summary = [r.getMessage() for r in caplog.records if r.name == "include.replication.buffer" and "high-water" in r.getMessage()]
     assert len(summary) == 1 and summary[0].startswith("dbo.Posts: 500 rows")
     assert "peak RSS" in summary[0] and "spilled 0 files" in summary[0]
+
+
+def test_a_failing_spill_write_is_a_retryable_replication_error_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from include.replication import buffer as buffer_module
+
+    def disk_full(self: object, batch: pa.RecordBatch) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(buffer_module._SpillFile, "write", disk_full)
+    with pytest.raises(ReplicationError) as ei:
+        transfer(iter(stream(30)), collect([]), schema=SCHEMA, budget_bytes=MIB, spill_root=tmp_path, label="dbo.Posts", overlap=False)
+    assert ei.value.retryable is True and ei.value.table == "dbo.Posts"
+    assert isinstance(ei.value.__cause__, OSError)
+    assert list(tmp_path.iterdir()) == []
