@@ -404,7 +404,8 @@ def column_to_params(arr: pa.Array, plan: ColumnWritePlan) -> list[Any]:
         ``bool``, ``str``, ``datetime.date``.
 
     Raises:
-        ValueError: NaN or infinity in a float column (SQL Server float cannot hold them).
+        ValueError: NaN or infinity in a float column (SQL Server float cannot hold them), or a time
+            finer than 100 ns.
     """
     kind = plan.kind
     if kind == "binary":
