@@ -54,9 +54,9 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     from include.replication.buffer import transfer
     from include.replication.endpoints import Endpoint, open_target
     from include.replication.metrics import current_rss_bytes, peak_rss_bytes
+    from include.replication.typemap import arrow_schema
     from include.stackoverflow.schema import TABLES
     from include.stackoverflow.synthetic import generate, row_count
-    from include.replication.typemap import arrow_schema
 
     spec = TABLES["Posts"]
     schema = arrow_schema(spec)
