@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.add_argument("--tables", default=",".join(DEFAULT_TABLES), help="comma-separated tables (default Posts,Votes)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated method keys, in run order (default: all): " + ", ".join(METHODS))
-    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds per table (default 3)")
+    p.add_argument("--repeats", type=int, default=2, help="interleaved rounds per table (default 2; 3 takes about 5.5 min at the default scale on 2 cores)")
     p.add_argument("--time-cap", type=float, default=3.0, help="seconds after which capped (row-by-row) methods stop and report the rate reached (default 3)")
     p.add_argument("--chunk-rows", type=int, default=5_000, help="rows per fetch / INSERT chunk of the row-based methods (default 5000)")
     p.add_argument("--source-uri", help="libpq URI of an existing source database holding the tables (default: embedded PostgreSQL, filled here)")
@@ -80,7 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-dir", type=Path, default=Path(tempfile.gettempdir()) / "stackoverflow-bench-pg", help="PGDATA of the embedded server (kept between runs, so a second run reuses the source)")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="results directory (default benchmarks/results)")
     p.add_argument("--stem", help="results file name without extension (default throughput_scale<scale>)")
-    p.add_argument("--profile", action="store_true", help="also profile our pipeline's copy of Posts with pyinstrument (not timed)")
+    p.add_argument("--profile", action="store_true", help="also profile our pipeline's copy of Posts with pyinstrument, overlapped and serial (not timed)")
+    p.add_argument("--profile-only", action="store_true", help="only the two profiles of --profile, no timed runs and no results files")
     p.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     p.add_argument("-v", "--verbose", action="store_true", help="DEBUG logging")
@@ -259,7 +260,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Path]:
             return int(target.execute(f"SELECT count(*) FROM {name}")[0][0])
 
         records: list[RunRecord] = []
-        plan = plan_runs(args.tables, args.methods, args.repeats)
+        plan = [] if args.profile_only else plan_runs(args.tables, args.methods, args.repeats)
         load_before = os.getloadavg()
         for order, (table, repeat, key) in enumerate(plan):
             reset_target(table)
@@ -282,19 +283,24 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Path]:
                 " (capped)" if rec.capped else "", rec.peak_rss_bytes / 2**20,
             )
         reset_target(args.tables[0])
-        profile_path = None
-        if args.profile and "Posts" in args.tables:
-            reset_target("Posts")
-            profile_path = args.out_dir / f"{args.stem}_profile_posts.txt"
+        profile_paths: dict[str, Path] = {}
+        if (args.profile or args.profile_only) and "Posts" in args.tables:
             args.out_dir.mkdir(parents=True, exist_ok=True)
-            res = run_in_child("ours", context("Posts", str(profile_path)), env=env)
-            log.info("profile of our pipeline on Posts: %s (%s)", profile_path, "ok" if res.get("ok") else res.get("error"))
+            # overlapped (as the DAG runs): the profile sees the writer's thread; serial: read, then write
+            for key, suffix in (("ours", "profile_posts"), ("ours_no_overlap", "profile_posts_serial")):
+                reset_target("Posts")
+                path = args.out_dir / f"{args.stem}_{suffix}.txt"
+                res = run_in_child(key, context("Posts", str(path)), env=env)
+                log.info("profile of %s on Posts: %s (%s)", key, path, "ok" if res.get("ok") else res.get("error"))
+                profile_paths[suffix] = path
         target.execute(f'DROP TABLE IF EXISTS public."{args.tables[0]}"')
         target.close()
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
         if server is not None:
             server.stop()
+    if args.profile_only:
+        return profile_paths
     summaries = summarize(records, rows, nbytes, PIPE_KEY)
     machine = machine_info()
     machine["load_avg_before_runs"] = [round(x, 2) for x in load_before]
@@ -324,8 +330,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Path]:
         labels={k: m.label for k, m in METHODS.items()},
         chart=not args.no_chart,
     )
-    if profile_path is not None:
-        paths["profile"] = profile_path
+    paths.update(profile_paths)
     return paths
 
 
@@ -340,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.monotonic()
     paths = run_benchmark(args)
-    print(paths["md"].read_text())
+    if "md" in paths:
+        print(paths["md"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.monotonic() - started:.0f} s")
     return 0
 
