@@ -12,8 +12,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 __all__ = ["PROJECT_ROOT", "airflow_env", "migrate", "dags_test"]
 

@@ -90,7 +90,7 @@ class AuditRecord:
             "peak_rss_bytes": r.peak_rss_bytes if r else None,
             "seconds": r.seconds if r else None,
             "error": redact(self.error)[:4000] if self.error else None,
-            "finished_at": dt.datetime.now(dt.timezone.utc),
+            "finished_at": dt.datetime.now(dt.UTC),
         }
         return pa.RecordBatch.from_pylist([row], schema=arrow_schema(AUDIT_SPEC))
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigurationError
 
@@ -60,7 +61,7 @@ class CopySettings:
             raise ConfigurationError(f"batch_bytes must be at least 64 KiB, got {self.batch_bytes}")
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], *, run_id: str = "manual", attempt: int = 1, label: str = "copy") -> "CopySettings":
+    def from_params(cls, params: Mapping[str, Any], *, run_id: str = "manual", attempt: int = 1, label: str = "copy") -> CopySettings:
         """Build settings from DAG params.
 
         Recognised keys: ``memory_budget_mib`` (int, MiB), ``batch_rows`` (int), ``batch_mib``

@@ -8,7 +8,8 @@ and the driver options listed in ``OPTION_NAMES``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .catalog import Dialect
 from .endpoints import Endpoint

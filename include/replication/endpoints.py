@@ -15,8 +15,9 @@ Copy unit protocol on a target (one target transaction per unit, so a retry is i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -59,7 +60,7 @@ class Endpoint:
         """``dialect://user@host:port/database`` without the password, for logs."""
         return f"{self.dialect}://{self.user or ''}@{self.host or ''}:{self.port or ''}/{self.database}"
 
-    def with_database(self, database: str) -> "Endpoint":
+    def with_database(self, database: str) -> Endpoint:
         """Return a copy pointing at another database on the same server."""
         return Endpoint(self.dialect, self.host, self.port, database, self.user, self.password, self.schema, dict(self.options))
 

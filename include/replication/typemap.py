@@ -19,8 +19,8 @@ DATETIME -> timestamp(3) and NVARCHAR(MAX) -> text choices come from ../shared/D
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import pyarrow as pa
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from include.replication import tasks
-from include.replication.config import MiB, CopySettings
+from include.replication.config import CopySettings, MiB
 from include.replication.endpoints import open_source, open_target
 from include.replication.errors import DataError, TargetError
 from include.replication.pipeline import copy_table
@@ -160,7 +160,7 @@ def test_nul_character_fails_with_table_column_key_and_leaves_nothing(local_pg, 
             for batch in source.read_batches(spec, batch_rows=batch_rows, batch_bytes=batch_bytes):
                 ids = batch.column(0).to_pylist()
                 texts = [b.decode() for b in batch.column(1).to_pylist()]
-                texts = [t + "\x00" if i == bad_id else t for i, t in zip(ids, texts)]
+                texts = [t + "\x00" if i == bad_id else t for i, t in zip(ids, texts, strict=True)]
                 yield pa.RecordBatch.from_arrays([batch.column(0), pa.array(texts)], schema=pa.schema(
                     [pa.field("Id", pa.int32(), nullable=False), pa.field("Text", pa.string())]))
 

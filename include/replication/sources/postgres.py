@@ -9,7 +9,8 @@ to the requested rows/bytes.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -260,7 +261,7 @@ class PostgresSource:
             self._conn.close()
             self._conn = None  # type: ignore[assignment]
 
-    def __enter__(self) -> "PostgresSource":
+    def __enter__(self) -> PostgresSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,8 @@ One copy unit is one transaction on one connection: ``TRUNCATE`` (transactional 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -263,7 +264,7 @@ class PostgresTarget:
             self._conn.close()
             self._conn = None  # type: ignore[assignment]
 
-    def __enter__(self) -> "PostgresTarget":
+    def __enter__(self) -> PostgresTarget:
         return self
 
     def __exit__(self, *exc: object) -> None:
