@@ -26,8 +26,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,10 +163,9 @@ def ensure_source(uri: str, tables: Sequence[str], scale: float, seed: int, fill
     Raises:
         ConfigurationError: ``fill`` is False and a table is missing or has another row count.
     """
+    from benchmarks.methods.ours import endpoint_from_uri
     from include.replication.errors import ConfigurationError
     from include.stackoverflow.synthetic import fill_synthetic, row_count
-
-    from benchmarks.methods.ours import endpoint_from_uri
 
     todo = []
     for t in tables:
@@ -186,19 +186,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Path]:
     """Run the whole benchmark described by ``args`` and write the results files.
 
     Returns:
-        Paths of the written files (``json``, ``md``, ``png``, and ``profile`` with ``--profile``).
+        Paths of the written files (``json``, ``md``, ``png``; ``profile_posts`` and
+        ``profile_posts_serial`` with ``--profile``; only the profiles with ``--profile-only``).
 
     Raises:
         ReplicationError / psycopg.Error: setup failed (a failing method is recorded, not raised).
     """
-    from include.replication.endpoints import open_source
-    from include.replication.targets.postgres import PostgresTarget
-
     from benchmarks.methods.child import run_in_child
     from benchmarks.methods.ours import endpoint_from_uri
     from benchmarks.methods.pipe import copy_out_bytes
+    from include.replication.endpoints import open_source
+    from include.replication.targets.postgres import PostgresTarget
 
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     server = None
     if args.source_uri:
         source_uri, target_uri = args.source_uri, args.target_uri
@@ -307,7 +307,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Path]:
     meta = {
         "title": f"scale {args.scale:g}, {args.repeats} interleaved repeats",
         "started": started_at,
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "scale": args.scale,
         "seed": args.seed,
         "repeats": args.repeats,

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["RunRecord", "Summary", "plan_runs", "summarize", "markdown_table", "write_results", "plot_chart"]
 
