@@ -47,6 +47,7 @@ METHODS: dict[str, MethodInfo] = {
     m.key: m
     for m in (
         MethodInfo(PIPE_KEY, 1, "1 COPY binary pipe (psycopg, raw bytes)", "pipe"),
+        MethodInfo("pipe_psql", 1, "1b COPY binary pipe (two psql processes)", "pipe_psql"),
         MethodInfo("ours", 2, "2 our pipeline (default 128 MiB budget)", "ours", "default"),
         MethodInfo("ours_no_overlap", 2, "2b our pipeline, overlap off", "ours", "no_overlap"),
         MethodInfo("ours_spill", 2, "2c our pipeline, spill forced (1 MiB)", "ours", "spill"),

@@ -82,6 +82,7 @@ def _ctx(bench_dbs, table: str, variant: str = "", cap: float = 60.0, tmp_path=N
     "module, variant",
     [
         ("pipe", ""),
+        ("pipe_psql", ""),
         ("ours", "default"),
         ("ours", "spill"),
         ("adbc_naive", ""),
