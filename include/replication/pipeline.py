@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
+from .allocators import tune_allocators
 from .buffer import transfer
 from .catalog import TableSpec
 from .config import CopySettings
@@ -73,6 +74,7 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
         ReplicationError: the first real error of the reader or the writer (the unit is rolled
             back, no reader thread and no spill directory are left behind).
     """
+    tune_allocators()
     started = time.monotonic()
     schema = arrow_schema(spec)
     target.begin_unit(spec)
