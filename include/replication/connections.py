@@ -96,25 +96,42 @@ def endpoint_from_airflow(conn_id: str) -> Endpoint:
     )
 
 
-def endpoint_from_uri(uri: str, conn_id: str = "uri") -> Endpoint:
-    """Parse an Airflow-style connection URI (``postgres://user:pw@host:5432/db``, ``mssql://...``).
+def endpoint_from_uri(uri: str, conn_id: str = "uri", *, schema: str | None = None) -> Endpoint:
+    """Parse a connection URI into an :class:`Endpoint`.
 
-    Parsing is Airflow's own (``airflow.models.connection.Connection(uri=...)``), so a URI that
-    works as ``AIRFLOW_CONN_...`` works here too. A ``postgresql://...?host=/socket/dir`` libpq URI
-    is accepted as well.
+    PostgreSQL URIs follow libpq: ``postgresql://user:pw@host:5432/db``, the socket form
+    ``postgresql://user@/db?host=/socket/dir``, and Airflow's form with a percent-encoded socket
+    directory as host (``postgres://user@%2Fsocket%2Fdir/db``); other query parameters become
+    options (read by name later). Other schemes (``mssql://...``) are parsed by Airflow's own
+    ``Connection(uri=...)``, so a URI that works as ``AIRFLOW_CONN_...`` works here too.
+
+    Args:
+        uri: the URI; the password in it never reaches a log or an error message.
+        conn_id: name used in error messages.
+        schema: schema inside the database (overrides a ``db_schema`` query parameter).
 
     Raises:
-        ConfigurationError: unparsable or unsupported URI.
+        ConfigurationError: unparsable or unsupported URI, or no database.
     """
-    from urllib.parse import parse_qs, urlsplit
+    from urllib.parse import parse_qs, unquote, urlsplit
 
     parts = urlsplit(uri)
-    if parts.scheme in ("postgresql", "postgres") and not parts.hostname and "host=" in (parts.query or ""):
-        # libpq socket form: postgresql://user@/db?host=/dir
-        q = parse_qs(parts.query)
+    if parts.scheme in ("postgresql", "postgres"):
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        hostport = parts.netloc.rsplit("@", 1)[-1]
+        host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+        host = unquote(host) or query.pop("host", None)
+        port = port or query.pop("port", "")
+        query.pop("host", None)
+        query.pop("port", None)
+        extra: dict[str, Any] = dict(query)
+        if schema:
+            extra["db_schema"] = schema
         return endpoint_from_fields(
-            conn_id, "postgres", q["host"][0], int(q["port"][0]) if "port" in q else None,
-            parts.username, parts.password, parts.path.lstrip("/"), {k: v[0] for k, v in q.items() if k not in ("host", "port")},
+            conn_id, "postgres", host or None, int(port) if port else None,
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+            unquote(parts.path.lstrip("/")), extra,
         )
     from airflow.models.connection import Connection
 
@@ -122,6 +139,7 @@ def endpoint_from_uri(uri: str, conn_id: str = "uri") -> Endpoint:
         conn = Connection(conn_id=conn_id, uri=uri)
     except Exception as exc:
         raise ConfigurationError(f"cannot parse connection URI for {conn_id!r}: {type(exc).__name__}") from exc
-    return endpoint_from_fields(
-        conn_id, conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema, conn.extra_dejson
-    )
+    extra = dict(conn.extra_dejson)
+    if schema:
+        extra["db_schema"] = schema
+    return endpoint_from_fields(conn_id, conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema, extra)

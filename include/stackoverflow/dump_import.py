@@ -66,12 +66,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from include.replication.catalog import MAX_LENGTH, ColumnSpec, TableSpec
+from include.replication.connections import endpoint_from_uri
 from include.replication.endpoints import Endpoint, Target, open_target
 from include.replication.errors import ConfigurationError, DataError
 from include.replication.typemap import arrow_schema
@@ -496,38 +496,6 @@ def _counting(batches: Iterable[pa.RecordBatch], stats: TableImport) -> Iterator
 # ---------------------------------------------------------------------------------------------
 
 
-def endpoint_from_uri(uri: str, *, schema: str | None = None) -> Endpoint:
-    """Build a PostgreSQL :class:`Endpoint` from a libpq URI.
-
-    ``postgresql://user:pw@host:port/db`` or, for a Unix socket, ``postgresql://user@/db?host=/dir``.
-    The password may also come from ``PGPASSWORD``; it never reaches a log.
-
-    Raises:
-        ConfigurationError: not a ``postgresql://`` / ``postgres://`` URI, or no database.
-    """
-    parts = urlparse(uri)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigurationError("target URI must start with postgresql://")
-    query = parse_qs(parts.query)
-    host = query.get("host", [None])[0] or (unquote(parts.hostname) if parts.hostname else None)
-    port = query.get("port", [None])[0] or parts.port
-    database = unquote(parts.path.lstrip("/"))
-    if not database:
-        raise ConfigurationError("target URI names no database")
-    password = unquote(parts.password) if parts.password else os.environ.get("PGPASSWORD")
-    options = {k: v[0] for k, v in query.items() if k not in ("host", "port")}
-    return Endpoint(
-        "postgresql",
-        host,
-        int(port) if port else None,
-        database,
-        unquote(parts.username) if parts.username else None,
-        password,
-        schema,
-        options,
-    )
-
-
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the target-database options (``--uri`` or ``--host/--port/--database/--user``, ``--schema``)."""
     g = parser.add_argument_group("target PostgreSQL database (password from the URI or PGPASSWORD)")
@@ -546,7 +514,7 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
         ConfigurationError: neither ``--uri`` nor ``--database`` given.
     """
     if args.uri:
-        return endpoint_from_uri(args.uri, schema=args.schema)
+        return endpoint_from_uri(args.uri, "--uri", schema=args.schema)
     if not args.database:
         raise ConfigurationError("give --uri or --database")
     return Endpoint(
