@@ -107,7 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def airflow_conn_uri(libpq_uri: str) -> str:
     """An Airflow connection URI (``AIRFLOW_CONN_*`` value) for a libpq URI; a socket directory
     becomes the URL-encoded host, as Airflow expects."""
-    from include.stackoverflow.dump_import import endpoint_from_uri
+    from include.replication.connections import endpoint_from_uri
 
     ep = endpoint_from_uri(libpq_uri)
     auth = quote(ep.user or "", safe="") + (":" + quote(ep.password, safe="") if ep.password else "")

@@ -32,7 +32,7 @@ def sqlalchemy_url(libpq_uri: str) -> str:
 def dlt_credentials(libpq_uri: str) -> dict[str, object]:
     """dlt ``PostgresCredentials`` fields for a libpq URI; a Unix-socket directory goes to ``host``
     (dlt requires a host and a password and does not read libpq's ``?host=``)."""
-    from include.stackoverflow.dump_import import endpoint_from_uri
+    from include.replication.connections import endpoint_from_uri
 
     ep = endpoint_from_uri(libpq_uri)
     creds: dict[str, object] = {"database": ep.database, "username": ep.user or "postgres", "host": ep.host or "localhost"}

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def endpoint_from_uri(uri: str, schema: str) -> Endpoint:
     """The product's :class:`Endpoint` for a libpq URI (``postgresql://user@host:port/db?host=/dir``)."""
-    from include.stackoverflow.dump_import import endpoint_from_uri as parse
+    from include.replication.connections import endpoint_from_uri as parse
 
     return parse(uri, schema=schema)
 
