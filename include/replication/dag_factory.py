@@ -28,7 +28,7 @@ DEFAULT_PARAMS: dict[str, Param] = {
     "batch_rows": Param(50_000, type="integer", minimum=1, description="Most rows per Arrow RecordBatch."),
     "batch_mib": Param(
         0, type="number", minimum=0,
-        description="Target MiB per RecordBatch; 0 = budget/16, at most 8 MiB.",
+        description="Target MiB per RecordBatch; 0 = budget/32 (4 MiB at 128), at most 8 MiB.",
     ),
     "overlap": Param(True, type="boolean", description="Read and write concurrently (reader thread)."),
     "spill_root": Param(

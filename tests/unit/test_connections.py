@@ -70,8 +70,9 @@ def test_redact_removes_passwords():
 def test_copy_settings_from_params():
     s = CopySettings.from_params({"memory_budget_mib": 64, "batch_rows": 1000, "overlap": False}, run_id="r", attempt=3)
     assert (s.memory_budget_bytes, s.batch_rows, s.batch_bytes, s.overlap, s.run_id, s.attempt) == (
-        64 * MiB, 1000, 4 * MiB, False, "r", 3)
-    assert CopySettings.from_params({}).batch_bytes == 8 * MiB
+        64 * MiB, 1000, 2 * MiB, False, "r", 3)
+    assert CopySettings.from_params({}).batch_bytes == 4 * MiB
+    assert CopySettings.from_params({"memory_budget_mib": 1024}).batch_bytes == 8 * MiB
     assert CopySettings.from_params({"memory_budget_mib": 1}).batch_bytes == 64 * 1024
     with pytest.raises(ConfigurationError):
         CopySettings.from_params({"memory_budget_mib": 0})
