@@ -505,7 +505,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes-mb", type=int, nargs="+", default=list(DEFAULT_SIZES_MB),
                    help="table sizes in MB of Arrow row data (default: %(default)s)")  # fmt: skip
     p.add_argument("--budget-mib", type=int, default=128, help="buffer budget, MiB (default: %(default)s)")
-    p.add_argument("--batch-mib", type=float, default=8.0, help="batch bytes, MiB (default: %(default)s)")
+    p.add_argument("--batch-mib", type=float, default=None,
+                   help="batch bytes, MiB (default: the product's, budget/32 = 4 MiB at 128 MiB)")
     p.add_argument("--batch-rows", type=int, default=50_000, help="rows per batch at most (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default: %(default)s)")
     p.add_argument("--pg-dir", type=Path, default=DEFAULT_PG_DIR, help="PGDATA, kept for reuse (default: %(default)s)")
@@ -526,6 +527,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code (0 ok)."""
     args = _parser().parse_args(argv)
+    if args.batch_mib is None:
+        from include.replication.config import default_batch_bytes
+
+        args.batch_mib = default_batch_bytes(args.budget_mib * MIB) / MIB
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.child == "copy":
         print(json.dumps(child_copy(args)))
