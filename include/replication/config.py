@@ -15,9 +15,11 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["MiB", "CopySettings", "DEFAULT_SPILL_ROOT_ENV", "default_batch_bytes", "default_spill_root"]
+__all__ = ["MiB", "IN_FLIGHT_BATCHES", "CopySettings", "DEFAULT_SPILL_ROOT_ENV", "default_batch_bytes", "default_spill_root"]
 
 MiB = 1024 * 1024
+IN_FLIGHT_BATCHES = 12
+"""Batches' worth of memory the copy stages hold outside the buffer (see ``buffer_budget_bytes``)."""
 DEFAULT_SPILL_ROOT_ENV = "STACKOVERFLOW_SPILL_ROOT"
 """Environment variable naming the spill root directory (default: ``<tmp>/stackoverflow-spill``)."""
 
@@ -62,6 +64,20 @@ class CopySettings:
     run_id: str = "manual"
     attempt: int = 1
     label: str = "copy"
+
+    @property
+    def buffer_budget_bytes(self) -> int:
+        """Bytes the SpillingBuffer may hold: the memory budget minus the batches in flight.
+
+        Besides the buffer, the stages of a copy each hold batches of their own: the reader's
+        current batch and re-chunking, the Parquet spill writer, the spill read-ahead, the COPY
+        writer. Measured one by one in fresh processes (benchmarks/results/memory_benchmark.md),
+        they came to about ``IN_FLIGHT_BATCHES`` (12) batches' worth of memory at 8 MiB batches
+        (reader 2.3, spill writer 2.5, spill reader 4.2, COPY writer 3.5). Reserving them keeps
+        the whole task, not just the buffer, within ``memory_budget_bytes`` of row data. Never
+        less than two batches.
+        """
+        return max(2 * self.batch_bytes, self.memory_budget_bytes - IN_FLIGHT_BATCHES * self.batch_bytes)
 
     def __post_init__(self) -> None:
         if self.memory_budget_bytes < 1 * MiB:

@@ -75,6 +75,12 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
             back, no reader thread and no spill directory are left behind).
     """
     tune_allocators()
+    log.info(
+        "copying %s (~%d rows): memory budget %d MiB (buffer %d MiB + batches in flight), batches of "
+        "%d KiB / %d rows, overlap %s, spill root %s",
+        spec.qualified_name, spec.row_estimate, settings.memory_budget_bytes >> 20, settings.buffer_budget_bytes >> 20,
+        settings.batch_bytes >> 10, settings.batch_rows, "on" if settings.overlap else "off", settings.spill_root,
+    )
     started = time.monotonic()
     schema = arrow_schema(spec)
     target.begin_unit(spec)
@@ -83,7 +89,7 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
             source.read_batches(spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes),
             lambda batches: target.write_batches(spec, batches),
             schema=schema,
-            budget_bytes=settings.memory_budget_bytes,
+            budget_bytes=settings.buffer_budget_bytes,
             spill_root=settings.spill_root,
             label=spec.name,
             attempt_id=f"{settings.label}-{settings.run_id}-try{settings.attempt}",
