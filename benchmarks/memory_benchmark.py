@@ -115,8 +115,13 @@ def source_database_name(rows: int, seed: int) -> str:
 
 
 def saturated(row: Row) -> bool:
-    """True when the run's buffer reached its budget (high-water within one batch of it)."""
-    return float(row["high_water_mib"]) >= float(row["budget_mib"]) - float(row["max_batch_mib"])
+    """True when the run's buffer reached its own budget (high-water within one batch of it).
+
+    The buffer's budget is the task's memory budget minus the batches in flight
+    (``CopySettings.buffer_budget_bytes``); rows written before that column existed use the budget.
+    """
+    limit = float(row.get("buffer_budget_mib") or row["budget_mib"])
+    return float(row["high_water_mib"]) >= limit - float(row["max_batch_mib"])
 
 
 def summarize(rows: Sequence[Row], reference_mb: int = 100) -> dict[str, Any]:
@@ -284,6 +289,7 @@ def child_copy(args: argparse.Namespace) -> Row:
         "rows_per_s": round(result.rows_written / wall),
         "mb_per_s": round(result.bytes / MB / wall, 1),
         "budget_mib": args.budget_mib,
+        "buffer_budget_mib": round(settings.buffer_budget_bytes / MIB, 1),
         "high_water_mib": round(result.high_water_bytes / MIB, 1),
         "hw_bound_mib": round((budget + obs_source.max_batch_bytes) / MIB, 1),
         "high_water_ok": result.high_water_bytes <= budget + obs_source.max_batch_bytes,
@@ -388,7 +394,7 @@ def render_markdown(rows: Sequence[Row], summary: dict[str, Any], meta: dict[str
     """The results page: method, table of runs, and the issue's checks with their verdicts."""
     cols = [
         "size_mb", "overlap", "rows", "arrow_mb", "batches", "max_batch_mib", "wall_s", "stream_s", "index_s",
-        "rows_per_s", "mb_per_s", "high_water_mib", "hw_bound_mib", "spill_files", "spill_mb",
+        "rows_per_s", "mb_per_s", "buffer_budget_mib", "high_water_mib", "hw_bound_mib", "spill_files", "spill_mb",
         "baseline_rss_mib", "hwm_at_write_start_mib", "peak_rss_mib", "peak_minus_baseline_hw_mib",
         "arrow_pool_max_mib",
     ]  # fmt: skip
