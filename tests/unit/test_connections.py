@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.replication.config import MiB, CopySettings
+from include.replication.config import CopySettings, MiB
 from include.replication.connections import endpoint_from_fields, endpoint_from_uri
 from include.replication.errors import ConfigurationError, redact
 from include.replication.pgconn import libpq_uri

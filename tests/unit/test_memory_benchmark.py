@@ -21,6 +21,7 @@ def _run(size: int, overlap: str, *, hw: float, peak: float, wall: float, stream
         "overlap": overlap,
         "high_water_mib": hw,
         "budget_mib": 128,
+        "buffer_budget_mib": 128,
         "max_batch_mib": 8.0,
         "hw_bound_mib": 136.0,
         "high_water_ok": hw <= 136.0,
@@ -61,6 +62,15 @@ def test_source_database_name_encodes_rows_and_seed() -> None:
 def test_saturated_means_within_one_batch_of_the_budget() -> None:
     assert saturated(_run(1000, "on", hw=120.0, peak=0, wall=1))  # 128 - 8 = 120
     assert not saturated(_run(100, "on", hw=119.9, peak=0, wall=1))
+
+
+def test_saturation_is_judged_against_the_buffers_own_budget() -> None:
+    """The buffer gets the task budget minus the batches in flight (80 of 128 MiB at 4 MiB)."""
+    row = {**_run(1000, "on", hw=78.5, peak=250.0, wall=20.0), "buffer_budget_mib": 80.0, "max_batch_mib": 4.0}
+    assert saturated(row)
+    assert not saturated({**row, "high_water_mib": 70.0})
+    legacy = {k: v for k, v in row.items() if k != "buffer_budget_mib"}
+    assert not saturated(legacy)  # without the column: the task budget (128 MiB)
 
 
 def test_summarize_growth_from_100mb_and_from_first_saturated_size() -> None:
