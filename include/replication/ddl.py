@@ -16,6 +16,7 @@ __all__ = [
     "create_table_sql",
     "primary_key_sql",
     "index_sql",
+    "drop_keys_sql",
     "MSSQL_CS_AS_COLLATION",
 ]
 
@@ -85,13 +86,39 @@ def primary_key_sql(spec: TableSpec, target: Dialect, schema: str, *, table_name
     if not spec.primary_key:
         return None
     tname = table_name or spec.name
-    cname = spec.primary_key_name or f"PK_{tname}"
+    cname = primary_key_name(spec, tname)
     cols = ", ".join(quote_ident(c, target) for c in spec.primary_key)
     clustered = " CLUSTERED" if target == "mssql" else ""
     return (
         f"ALTER TABLE {qualified(schema, tname, target)} ADD CONSTRAINT {quote_ident(cname, target)}"
         f" PRIMARY KEY{clustered} ({cols})"
     )
+
+
+def primary_key_name(spec: TableSpec, table_name: str | None = None) -> str:
+    """The primary-key constraint name used in the target: the source's, else ``PK_<table>``."""
+    return spec.primary_key_name or f"PK_{table_name or spec.name}"
+
+
+def drop_keys_sql(spec: TableSpec, target: Dialect, schema: str, *, table_name: str | None = None) -> list[str]:
+    """Statements that drop the table's primary key and secondary indexes if they exist.
+
+    A copy unit runs them before loading, so that a retry after ``finish_table`` (keys already
+    built) loads into a bare table again and ``finish_table`` can rebuild the keys. Both forms
+    (``DROP CONSTRAINT IF EXISTS``, ``DROP INDEX IF EXISTS``) exist in PostgreSQL and in SQL Server
+    2016 and later, and are transactional in both.
+    """
+    tname = table_name or spec.name
+    table = qualified(schema, tname, target)
+    statements = []
+    if spec.primary_key:
+        statements.append(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {quote_ident(primary_key_name(spec, tname), target)}")
+    for ix in spec.indexes:
+        if target == "mssql":
+            statements.append(f"DROP INDEX IF EXISTS {quote_ident(ix.name, target)} ON {table}")
+        else:
+            statements.append(f"DROP INDEX IF EXISTS {qualified(schema, ix.name, target)}")
+    return statements
 
 
 def index_sql(spec: TableSpec, index: IndexSpec, target: Dialect, schema: str, *, table_name: str | None = None) -> str:

@@ -252,3 +252,25 @@ def test_unknown_table_is_a_clear_configuration_error(probe):
     assert isinstance(cause, ConfigurationError)
     assert cause.table == "public.NoSuchTable"
 
+
+
+def test_retry_after_finish_table_rebuilds_keys_instead_of_failing(probe, tmp_path):
+    """Regression: a copy task retried after its finish_table had run (e.g. the audit write
+    failed) hit 'multiple primary keys for table' when rebuilding the key. A unit now drops the
+    table's primary key and secondary indexes before loading, so the retry succeeds and leaves
+    one key and the same indexes."""
+    src_ep, tgt_ep = probe
+    source, target = open_source(src_ep), open_target(tgt_ep)
+    try:
+        spec = source.describe("TypeProbe")
+        target.prepare_table(spec)
+        first = copy_table(source, target, spec, CopySettings(spill_root=tmp_path))
+        second = copy_table(source, target, spec, CopySettings(spill_root=tmp_path, attempt=2))
+        assert first.rows_written == second.rows_written == 1000
+        assert target.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'TypeProbe' ORDER BY indexname"
+        ) == [("IX_TypeProbe_Name",), ("TypeProbe_pkey",)]
+        assert target.execute('SELECT count(*), count(DISTINCT "Id") FROM "TypeProbe"') == [(1000, 1000)]
+    finally:
+        source.close()
+        target.close()

@@ -6,7 +6,7 @@ import sqlglot
 from sqlglot import exp
 
 from include.replication.catalog import ColumnSpec, IdentitySpec, IndexSpec, TableSpec
-from include.replication.ddl import create_table_sql, index_sql, primary_key_sql, qualified, quote_ident
+from include.replication.ddl import create_table_sql, drop_keys_sql, index_sql, primary_key_sql, qualified, quote_ident
 from include.stackoverflow.schema import tables
 
 
@@ -63,3 +63,25 @@ def test_every_stackoverflow2010_table_generates_parseable_tsql():
         tree = sqlglot.parse_one(sql, read="tsql")
         assert len(list(tree.find_all(exp.ColumnDef))) == len(spec.columns)
         assert "IDENTITY(1,1)" in sql
+
+
+def test_drop_keys_before_a_retried_load_parse_in_both_dialects():
+    spec = _posts_like()
+    pg = drop_keys_sql(spec, "postgresql", "public")
+    assert pg == [
+        'ALTER TABLE "public"."Posts" DROP CONSTRAINT IF EXISTS "PK_Posts__Id"',
+        'DROP INDEX IF EXISTS "public"."IX_Title"',
+    ]
+    ms = drop_keys_sql(spec, "mssql", "dbo")
+    assert ms == [
+        "ALTER TABLE [dbo].[Posts] DROP CONSTRAINT IF EXISTS [PK_Posts__Id]",
+        "DROP INDEX IF EXISTS [IX_Title] ON [dbo].[Posts]",
+    ]
+    for sql in pg:
+        assert sqlglot.parse_one(sql, read="postgres") is not None
+    for sql in ms:
+        assert sqlglot.parse_one(sql, read="tsql") is not None
+    # the names match what finish_table builds
+    assert '"PK_Posts__Id"' in primary_key_sql(spec, "postgresql", "public")
+    keyless = TableSpec("T", spec.columns, schema="dbo", dialect="mssql")
+    assert drop_keys_sql(keyless, "mssql", "dbo") == []

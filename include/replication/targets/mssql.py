@@ -32,7 +32,15 @@ import pyarrow as pa
 
 from ..catalog import TableSpec
 from ..checks import check_batch
-from ..ddl import MSSQL_CS_AS_COLLATION, create_table_sql, index_sql, primary_key_sql, qualified, quote_ident
+from ..ddl import (
+    MSSQL_CS_AS_COLLATION,
+    create_table_sql,
+    drop_keys_sql,
+    index_sql,
+    primary_key_sql,
+    qualified,
+    quote_ident,
+)
 from ..endpoints import Endpoint
 from ..errors import ConfigurationError, ReplicationError, TargetError, ValidationError
 from ..mssql_convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
@@ -306,6 +314,8 @@ class MssqlTarget:
         """
         try:
             self._connection().rollback()
+            for sql in drop_keys_sql(spec, "mssql", self.schema):  # a retry after finish_table
+                self._run(sql)
             self._run(f"TRUNCATE TABLE {self._name(spec)}")
             self._identity(spec, True)
         except Exception as exc:

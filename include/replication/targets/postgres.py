@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..catalog import TableSpec
 from ..checks import check_batch
-from ..ddl import create_table_sql, index_sql, primary_key_sql, qualified, quote_ident
+from ..ddl import create_table_sql, drop_keys_sql, index_sql, primary_key_sql, qualified, quote_ident
 from ..endpoints import Endpoint
 from ..errors import ReplicationError, TargetError, ValidationError
 from ..pgconn import connect
@@ -109,13 +109,17 @@ class PostgresTarget:
             raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name) from exc
 
     def begin_unit(self, spec: TableSpec) -> None:
-        """Start the unit's transaction and ``TRUNCATE`` the table inside it.
+        """Start the unit's transaction: drop the primary key and secondary indexes if a previous
+        attempt built them (so the load is fast and ``finish_table`` can rebuild them), then
+        ``TRUNCATE`` the table, all inside the transaction.
 
         Raises:
             TargetError: the table is missing or locked.
         """
         try:
             self._conn.rollback()
+            for sql in drop_keys_sql(spec, "postgresql", self.schema):
+                self._run(sql)
             self._run(f"TRUNCATE TABLE {self._name(spec)}")
         except Exception as exc:
             self._conn.rollback()
