@@ -51,6 +51,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("ours", 2, "2 our pipeline (default 128 MiB budget)", "ours", "default"),
         MethodInfo("ours_no_overlap", 2, "2b our pipeline, overlap off", "ours", "no_overlap"),
         MethodInfo("ours_spill", 2, "2c our pipeline, spill forced (1 MiB)", "ours", "spill"),
+        MethodInfo("ours_parallel", 2, "2d our pipeline, 2 parallel key ranges", "ours", "parallel2"),
         MethodInfo("adbc_naive", 3, "3 ADBC fetch_arrow_table + adbc_ingest", "adbc_naive"),
         MethodInfo("csv_spool", 4, "4 CSV in SpooledTemporaryFile + COPY csv", "csv_spool"),
         MethodInfo("executemany", 5, "5a INSERT executemany (psycopg)", "insert_chunks", "executemany", capped=True),

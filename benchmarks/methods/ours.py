@@ -46,6 +46,10 @@ def settings_for(variant: str, spill_root: Path) -> CopySettings:
         return CopySettings.from_params({"spill_root": str(spill_root)}, run_id="bench", label="bench")
     if variant == "no_overlap":
         return CopySettings.from_params({"overlap": False, "spill_root": str(spill_root)}, run_id="bench", label="bench")
+    if variant == "parallel2":
+        return CopySettings.from_params(
+            {"parallel_ranges": 2, "spill_root": str(spill_root)}, run_id="bench", label="bench"
+        )
     if variant == "spill":
         return CopySettings.from_params({"memory_budget_mib": 1, "spill_root": str(spill_root)}, run_id="bench", label="bench")
     raise ValueError(f"unknown variant of method 2: {variant!r}")

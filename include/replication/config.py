@@ -54,6 +54,10 @@ class CopySettings:
         run_id: the Airflow run id (audit key).
         attempt: the task attempt number, 1-based (audit).
         label: extra words for the spill directory name and logs (e.g. the DAG id).
+        parallel_ranges: copy the table as this many primary-key ranges at once, each with its
+            own reader, buffer (a share of the budget) and target connection; 1 = one stream.
+            Needs a single integer primary key on a source and target that support key ranges;
+            otherwise one stream is used.
     """
 
     memory_budget_bytes: int = 128 * MiB
@@ -64,6 +68,7 @@ class CopySettings:
     run_id: str = "manual"
     attempt: int = 1
     label: str = "copy"
+    parallel_ranges: int = 1
 
     @property
     def buffer_budget_bytes(self) -> int:
@@ -84,6 +89,8 @@ class CopySettings:
             raise ConfigurationError(f"memory budget must be at least 1 MiB, got {self.memory_budget_bytes} bytes")
         if self.batch_rows < 1:
             raise ConfigurationError(f"batch_rows must be positive, got {self.batch_rows}")
+        if not 1 <= self.parallel_ranges <= 16:
+            raise ConfigurationError(f"parallel_ranges must be 1..16, got {self.parallel_ranges}")
         if self.batch_bytes < 64 * 1024:
             raise ConfigurationError(f"batch_bytes must be at least 64 KiB, got {self.batch_bytes}")
 
@@ -93,7 +100,7 @@ class CopySettings:
 
         Recognised keys: ``memory_budget_mib`` (int, MiB), ``batch_rows`` (int), ``batch_mib``
         (number, MiB; default: :func:`default_batch_bytes`), ``spill_root`` (str; empty = default),
-        ``overlap`` (bool).
+        ``overlap`` (bool), ``parallel_ranges`` (int, 1..16).
 
         Raises:
             ConfigurationError: a value has the wrong type or range.
@@ -101,6 +108,7 @@ class CopySettings:
         try:
             budget = int(params.get("memory_budget_mib", 128)) * MiB
             batch_rows = int(params.get("batch_rows", 50_000))
+            parallel = int(params.get("parallel_ranges", 1))
             batch_mib = params.get("batch_mib")
             batch_bytes = int(float(batch_mib) * MiB) if batch_mib else default_batch_bytes(budget)
         except (TypeError, ValueError) as exc:
@@ -118,4 +126,5 @@ class CopySettings:
             run_id=run_id,
             attempt=attempt,
             label=label,
+            parallel_ranges=parallel,
         )

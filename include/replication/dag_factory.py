@@ -31,6 +31,11 @@ DEFAULT_PARAMS: dict[str, Param] = {
         description="Target MiB per RecordBatch; 0 = budget/32 (4 MiB at 128), at most 8 MiB.",
     ),
     "overlap": Param(True, type="boolean", description="Read and write concurrently (reader thread)."),
+    "parallel_ranges": Param(
+        1, type="integer", minimum=1, maximum=16,
+        description="Copy each table as this many primary-key ranges at once (PostgreSQL source and "
+        "target, single integer key); the memory budget is shared between them.",
+    ),
     "spill_root": Param(
         "", type="string",
         description="Directory for spill files; empty = $STACKOVERFLOW_SPILL_ROOT or the system temp dir.",

@@ -7,14 +7,17 @@ leaves exactly one copy of every row. It never branches on the dialect.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .allocators import tune_allocators
 from .buffer import transfer
 from .catalog import TableSpec
-from .config import CopySettings
+from .config import CopySettings, MiB, default_batch_bytes
 from .endpoints import Source, Target
+from .errors import ValidationError
+from .keyranges import KeyRange, integer_key, split_key_range
 from .typemap import arrow_schema
 
 __all__ = ["CopyResult", "copy_table"]
@@ -82,6 +85,9 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
         settings.batch_bytes >> 10, settings.batch_rows, "on" if settings.overlap else "off", settings.spill_root,
     )
     started = time.monotonic()
+    bounds = _range_bounds(source, target, spec, settings)
+    if bounds is not None:
+        return _copy_key_ranges(source, target, spec, settings, bounds, started)
     schema = arrow_schema(spec)
     target.begin_unit(spec)
     try:
@@ -126,4 +132,93 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
         result.peak_rss_bytes,
         result.seconds,
     )
+    return result
+
+
+def _range_bounds(source: Source, target: Target, spec: TableSpec, settings: CopySettings) -> tuple[int, int] | None:
+    """Key bounds to split on, or None for a single stream (one range wanted, a source or target
+    without key-range support, no single integer primary key, or an empty table)."""
+    if settings.parallel_ranges < 2 or integer_key(spec) is None:
+        return None
+    if not (getattr(source, "supports_key_ranges", False) and getattr(target, "supports_key_ranges", False)):
+        log.info("%s: source or target has no key-range support; copying as one stream", spec.qualified_name)
+        return None
+    return source.key_bounds(spec)  # type: ignore[attr-defined]
+
+
+def _copy_key_ranges(
+    source: Source, target: Target, spec: TableSpec, settings: CopySettings, bounds: tuple[int, int], started: float
+) -> CopyResult:
+    """Copy ``spec`` as parallel primary-key ranges: each range is its own copy unit (its own
+    reader, buffer with an equal share of the memory budget, target connection and transaction
+    that first deletes exactly its range). The table is emptied (and its keys dropped) first;
+    keys and identity are built once at the end, then the whole count is checked. A failed range
+    fails the copy (first error raised); a retry starts again from the empty table.
+    """
+    ranges = split_key_range(bounds[0], bounds[1], settings.parallel_ranges)
+    share = replace(settings, memory_budget_bytes=max(MiB, settings.memory_budget_bytes // len(ranges)))
+    share = replace(share, batch_bytes=min(share.batch_bytes, default_batch_bytes(share.memory_budget_bytes)))
+    schema = arrow_schema(spec)
+    log.info("%s: %d key ranges %s, %d MiB of budget each", spec.qualified_name, len(ranges), ranges,
+             share.memory_budget_bytes >> 20)
+    target.begin_unit(spec)  # drop keys, TRUNCATE ...
+    target.commit_unit(spec, 0)  # ... committed, so the range units do not wait on its lock
+    results: list[object] = [None] * len(ranges)
+    errors: list[BaseException] = []
+
+    def run(index: int, key_range: KeyRange) -> None:
+        unit = target.clone()  # type: ignore[attr-defined]
+        try:
+            unit.begin_unit(spec, key_range)
+            stats = transfer(
+                source.read_batches(  # type: ignore[call-arg]
+                    spec, batch_rows=share.batch_rows, batch_bytes=share.batch_bytes, key_range=key_range
+                ),
+                lambda batches: unit.write_batches(spec, batches),
+                schema=schema,
+                budget_bytes=share.buffer_budget_bytes,
+                spill_root=share.spill_root,
+                label=f"{spec.name}[{key_range[0]}:{key_range[1]})",
+                attempt_id=f"{settings.label}-{settings.run_id}-try{settings.attempt}-r{index}",
+                overlap=share.overlap,
+            )
+            unit.commit_unit(spec, stats.rows, key_range)
+            results[index] = stats
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller thread
+            unit.rollback_unit()
+            errors.append(exc)
+        finally:
+            unit.close()
+
+    threads = [
+        threading.Thread(target=run, args=(i, r), name=f"range-{spec.name}-{i}", daemon=True)
+        for i, r in enumerate(ranges)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    stats_list = [r for r in results if r is not None]
+    rows = sum(s.rows for s in stats_list)  # type: ignore[attr-defined]
+    target.finish_table(spec)
+    total = target.count_rows(spec)
+    if total != rows:
+        raise ValidationError(f"target holds {total} rows after the key-range copy, read {rows}", table=spec.qualified_name)
+    result = CopyResult(
+        table=spec.name,
+        rows_read=rows,
+        rows_written=sum(s.rows_written for s in stats_list),  # type: ignore[attr-defined]
+        bytes=sum(s.bytes for s in stats_list),  # type: ignore[attr-defined]
+        batches=sum(s.batches for s in stats_list),  # type: ignore[attr-defined]
+        spill_files=sum(s.spill_files for s in stats_list),  # type: ignore[attr-defined]
+        spill_bytes=sum(s.spill_bytes for s in stats_list),  # type: ignore[attr-defined]
+        high_water_bytes=sum(s.high_water_bytes for s in stats_list),  # type: ignore[attr-defined]
+        peak_rss_bytes=max(s.peak_rss_bytes for s in stats_list),  # type: ignore[attr-defined]
+        seconds=time.monotonic() - started,
+    )
+    log.info("copied %s in %d key ranges: %d rows, %d bytes, %d spill files, high-water (sum) %d bytes, %.2f s",
+             spec.qualified_name, len(ranges), result.rows_written, result.bytes, result.spill_files,
+             result.high_water_bytes, result.seconds)
     return result

@@ -123,4 +123,4 @@ def test_deadline_expires_after_the_cap() -> None:
 def test_registry_has_every_issue_method_and_the_pipe() -> None:
     assert METHODS[PIPE_KEY].number == 1
     assert {m.number for m in METHODS.values()} == {1, 2, 3, 4, 5, 6, 7}
-    assert {m.variant for m in METHODS.values() if m.module == "ours"} == {"default", "no_overlap", "spill"}
+    assert {m.variant for m in METHODS.values() if m.module == "ours"} == {"default", "no_overlap", "spill", "parallel2"}

@@ -19,6 +19,7 @@ from ..catalog import MAX_LENGTH, ColumnSpec, ForeignKeySpec, IdentitySpec, Inde
 from ..ddl import qualified, quote_ident
 from ..endpoints import Endpoint
 from ..errors import ConfigurationError, DataError, SourceError
+from ..keyranges import KeyRange, integer_key, range_predicate
 from ..pgconn import connect
 from ..typemap import arrow_schema, select_expression
 
@@ -183,19 +184,35 @@ class PostgresSource:
         """Exact ``COUNT(*)`` (rows)."""
         return int(self._query(f"SELECT count(*) FROM {qualified(spec.schema, spec.name, 'postgresql')}")[0][0])
 
-    def select_sql(self, spec: TableSpec) -> str:
-        """The ``SELECT`` the reader runs: catalog columns (type-map expressions), ordered by PK."""
+    supports_key_ranges = True
+
+    def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
+        """``(min, max)`` of the table's single integer primary key, or None (no such key, or empty)."""
+        column = integer_key(spec)
+        if column is None:
+            return None
+        q = quote_ident(column, "postgresql")
+        lo, hi = self._query(f"SELECT min({q}), max({q}) FROM {qualified(spec.schema, spec.name, 'postgresql')}")[0]
+        return None if lo is None else (int(lo), int(hi))
+
+    def select_sql(self, spec: TableSpec, key_range: KeyRange | None = None) -> str:
+        """The ``SELECT`` the reader runs: catalog columns (type-map expressions), ordered by PK,
+        restricted to ``key_range`` (half-open, on the integer primary key) when given."""
         exprs = []
         for c in spec.columns:
             q = quote_ident(c.name, "postgresql")
             e = select_expression(spec, c, q)
             exprs.append(e if e == q else f"{e} AS {q}")
         sql = f"SELECT {', '.join(exprs)} FROM {qualified(spec.schema, spec.name, 'postgresql')}"
+        if key_range is not None:
+            sql += " WHERE " + range_predicate(spec, key_range, "postgresql")
         if spec.primary_key:
             sql += " ORDER BY " + ", ".join(quote_ident(c, "postgresql") for c in spec.primary_key)
         return sql
 
-    def read_batches(self, spec: TableSpec, *, batch_rows: int, batch_bytes: int) -> Iterator[pa.RecordBatch]:
+    def read_batches(
+        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Stream the table as RecordBatches with ``arrow_schema(spec)``, ordered by primary key.
 
         Uses its own connection, so it can run on the reader thread while this object's
@@ -209,7 +226,7 @@ class PostgresSource:
             DataError: a value does not fit the catalog type (names table and column).
         """
         schema = arrow_schema(spec)
-        sql = self.select_sql(spec)
+        sql = self.select_sql(spec, key_range)
         try:
             conn = connect(self.endpoint, autocommit=False)
         except Exception as exc:

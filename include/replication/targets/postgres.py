@@ -18,6 +18,7 @@ from ..checks import check_batch
 from ..ddl import create_table_sql, drop_keys_sql, index_sql, primary_key_sql, qualified, quote_ident
 from ..endpoints import Endpoint
 from ..errors import ReplicationError, TargetError, ValidationError
+from ..keyranges import KeyRange, range_predicate
 from ..pgconn import connect
 from ..typemap import arrow_schema
 
@@ -108,16 +109,27 @@ class PostgresTarget:
             self._conn.rollback()
             raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name) from exc
 
-    def begin_unit(self, spec: TableSpec) -> None:
-        """Start the unit's transaction: drop the primary key and secondary indexes if a previous
+    supports_key_ranges = True
+
+    def clone(self) -> PostgresTarget:
+        """A second target on its own connection (one per parallel key-range unit)."""
+        return PostgresTarget(self.endpoint)
+
+    def begin_unit(self, spec: TableSpec, key_range: KeyRange | None = None) -> None:
+        """Start the unit's transaction and clear exactly the rows the unit will write.
+
+        Whole table (``key_range`` None): drop the primary key and secondary indexes if a previous
         attempt built them (so the load is fast and ``finish_table`` can rebuild them), then
-        ``TRUNCATE`` the table, all inside the transaction.
+        ``TRUNCATE``, all inside the transaction. A key range: ``DELETE`` of that range only.
 
         Raises:
             TargetError: the table is missing or locked.
         """
         try:
             self._conn.rollback()
+            if key_range is not None:
+                self._run(f"DELETE FROM {self._name(spec)} WHERE {range_predicate(spec, key_range, 'postgresql')}")
+                return
             for sql in drop_keys_sql(spec, "postgresql", self.schema):
                 self._run(sql)
             self._run(f"TRUNCATE TABLE {self._name(spec)}")
@@ -167,14 +179,16 @@ class PostgresTarget:
             raise failure[0]
         return rows
 
-    def commit_unit(self, spec: TableSpec, expected_rows: int) -> None:
-        """Check ``count(*) == expected_rows`` inside the transaction, then ``COMMIT``.
+    def commit_unit(self, spec: TableSpec, expected_rows: int, key_range: KeyRange | None = None) -> None:
+        """Check ``count(*) == expected_rows`` (of the key range, if any) inside the transaction,
+        then ``COMMIT``.
 
         Raises:
             ValidationError: the count differs (rolled back; nothing is committed).
             TargetError: commit failed.
         """
-        count = int(self._run(f"SELECT count(*) FROM {self._name(spec)}")[0][0])
+        where = f" WHERE {range_predicate(spec, key_range, 'postgresql')}" if key_range is not None else ""
+        count = int(self._run(f"SELECT count(*) FROM {self._name(spec)}{where}")[0][0])
         if count != expected_rows:
             self._conn.rollback()
             raise ValidationError(
