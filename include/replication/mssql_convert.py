@@ -19,15 +19,11 @@ Precision pymssql loses, and what this project does about it:
 * ``time(7)``: pymssql keeps microseconds only, so the reader selects
   ``DATEDIFF_BIG(NANOSECOND, '00:00:00', col)`` (the typemap ``select`` template) and gets an exact
   ``int`` of nanoseconds since midnight; :func:`rows_to_batch` accepts both forms.
-* ``datetimeoffset``: the reader selects the UTC instant as ``datetime2(7)``
-  (``SWITCHOFFSET(col, '+00:00')``), so the offset never goes through the driver's time-zone code.
-  The original offset is not kept: Arrow holds the UTC instant (``timestamp[us, tz=UTC]``) and a
-  SQL Server target receives it with offset ``+00:00``.
-* ``datetime2(7)`` and ``datetimeoffset(7)``: the 100 ns digit is truncated to microseconds
-  (pymssql divides nanoseconds by 1000). This is the documented policy, not an accident: the
-  project's Arrow type is ``timestamp[us]`` because ``timestamp[ns]`` cannot hold years before 1677
-  or after 2262 (SQL Server allows 0001..9999) and PostgreSQL keeps 6 digits anyway. So
-  ``9999-12-31 23:59:59.9999999`` arrives as ``9999-12-31 23:59:59.999999``.
+* ``datetime2`` and ``datetimeoffset``: the reader selects SQL Server's canonical text
+  (``CAST(col AS nvarchar(27|34))``: ``YYYY-MM-DD hh:mm:ss[.nnnnnnn] [+hh:mm]``), which travels as an
+  Arrow string: exact, because Arrow's ``timestamp[ns]`` cannot hold years 0001..9999 and pymssql
+  keeps only microseconds. A SQL Server target binds the text back (all 7 digits and the offset
+  kept); a PostgreSQL target parses it (``typemap.adapt_batch``: UTC instant, 6 digits).
 
 Write side (Arrow -> pymssql parameters): :func:`batch_to_params` returns, per row, the Python
 values that pymssql's client-side quoting (``_mssql._quote_simple_value``) turns into exact T-SQL

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .catalog import MAX_LENGTH, ColumnSpec, Dialect, TableSpec
 from .errors import UnsupportedTypeError
@@ -35,6 +36,8 @@ __all__ = [
     "arrow_schema",
     "target_type",
     "select_expression",
+    "target_arrow_schema",
+    "adapt_batch",
 ]
 
 
@@ -96,12 +99,15 @@ class TypeRule:
         targets: target dialect -> DDL template.
         select: optional SQL expression template over ``{col}`` used by the source reader.
         notes: why the mapping is what it is (shown in docs and errors).
+        parse_for: target dialect -> ``timestamp`` / ``timestamptz``: the column travels as the
+            source's canonical text and that target's writer parses it (:func:`adapt_batch`).
     """
 
     arrow: str
     targets: Mapping[str, TargetTemplate]
     select: str | None = None
     notes: str = ""
+    parse_for: Mapping[str, str] | None = None
 
 
 def _t(pg: str | None, mssql: str | None, pg_max: str | None = None, mssql_max: str | None = None) -> dict[str, TargetTemplate]:
@@ -131,15 +137,22 @@ TYPE_MAP: dict[tuple[str, str], TypeRule] = {
     ("mssql", "datetime"): TypeRule("timestamp", _t("timestamp(3)", "datetime")),
     ("mssql", "smalldatetime"): TypeRule("timestamp", _t("timestamp(0)", "smalldatetime")),
     ("mssql", "datetime2"): TypeRule(
-        "timestamp",
+        "string",
         _t("timestamp({p6})", "datetime2({p})"),
-        notes="timestamp[us]: the 100 ns digit of datetime2(7) is truncated (timestamp[ns] cannot hold 0001..9999)",
+        select="CAST({col} AS nvarchar(27))",
+        parse_for={"postgresql": "timestamp"},
+        notes="travels as SQL Server's canonical text 'YYYY-MM-DD hh:mm:ss[.nnnnnnn]' (exact: Arrow's "
+        "timestamp[ns] cannot hold 0001..9999, pymssql keeps only microseconds); a SQL Server target "
+        "gets the text back exactly; PostgreSQL keeps 6 digits (the 100 ns digit is dropped)",
     ),
     ("mssql", "datetimeoffset"): TypeRule(
-        "timestamptz",
+        "string",
         _t("timestamptz({p6})", "datetimeoffset({p})"),
-        select="CAST(SWITCHOFFSET({col}, '+00:00') AS datetime2(7))",
-        notes="UTC instant, read as UTC datetime2; the original offset is not kept; 7th digit truncated",
+        select="CAST({col} AS nvarchar(34))",
+        parse_for={"postgresql": "timestamptz"},
+        notes="travels as SQL Server's canonical text 'YYYY-MM-DD hh:mm:ss[.nnnnnnn] +hh:mm': a SQL "
+        "Server target keeps the instant, the offset and all 7 digits; PostgreSQL timestamptz keeps "
+        "the UTC instant with 6 digits",
     ),
     ("mssql", "char"): TypeRule("string", _t("char({n})", "char({n})")),
     ("mssql", "nchar"): TypeRule("string", _t("char({n})", "nchar({n})")),
@@ -290,3 +303,61 @@ def select_expression(table: TableSpec, column: ColumnSpec, quoted: str) -> str:
     rule = rule_for(table.dialect, column, table.qualified_name)
     return rule.select.format(col=quoted) if rule.select else quoted
 
+
+
+_SQLSERVER_DATETIME_TEXT = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(\.\d{1,6})?\d* ?([+-]\d{2}:\d{2})?$"
+"""SQL Server's canonical datetime2 / datetimeoffset text; groups: seconds, up to 6 fraction
+digits (a 7th is dropped), offset. Source: the "default string literal format" of datetime2 and
+datetimeoffset in SQL Server's Transact-SQL data type documentation."""
+
+_PARSED_TYPES = {"timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="UTC")}
+
+
+def _parsed(table: TableSpec, column: ColumnSpec, target: Dialect) -> pa.DataType | None:
+    rule = rule_for(table.dialect, column, table.qualified_name)
+    kind = (rule.parse_for or {}).get(target)
+    return _PARSED_TYPES[kind] if kind else None
+
+
+def target_arrow_schema(table: TableSpec, target: Dialect) -> pa.Schema:
+    """The schema a target's writer ingests: :func:`arrow_schema`, with the columns that travel as
+    text and are parsed for that target (``TypeRule.parse_for``) as timestamps."""
+    schema = arrow_schema(table)
+    for i, column in enumerate(table.columns):
+        parsed = _parsed(table, column, target)
+        if parsed is not None:
+            schema = schema.set(i, pa.field(column.name, parsed, nullable=column.nullable))
+    return schema
+
+
+def adapt_batch(table: TableSpec, batch: pa.RecordBatch, target: Dialect) -> pa.RecordBatch:
+    """Convert the text-carried columns of a batch for a target (see ``TypeRule.parse_for``).
+
+    SQL Server ``datetime2``/``datetimeoffset`` text becomes ``timestamp[us]`` /
+    ``timestamp[us, UTC]`` (the offset applied); a 7th fractional digit is dropped, as the type
+    map documents for PostgreSQL. Batches without such columns are returned unchanged.
+
+    Raises:
+        DataError: a value that is not SQL Server's canonical text (names table, column, key).
+    """
+    schema = target_arrow_schema(table, target)
+    if schema.equals(batch.schema):
+        return batch
+    from .checks import row_key
+    from .errors import DataError
+
+    arrays = list(batch.columns)
+    for i, field in enumerate(schema):
+        if field.type == batch.schema.field(i).type:
+            continue
+        text = batch.column(i)
+        ok = pc.fill_null(pc.match_substring_regex(text, _SQLSERVER_DATETIME_TEXT), True)
+        if not pc.all(ok).as_py():
+            bad = int(pc.index(ok, False).as_py())
+            raise DataError(
+                f"{text[bad].as_py()!r} is not SQL Server datetime text", table=table.qualified_name,
+                column=field.name, key=row_key(table, batch, bad),
+            )
+        iso = pc.replace_substring_regex(text, _SQLSERVER_DATETIME_TEXT, r"\1\2\3")
+        arrays[i] = pc.cast(iso, field.type)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -8,9 +8,10 @@ that reason printed (``pytest -ra``). Never run on the machine it was written on
 engine there), so nothing in it has been verified yet.
 
 Every value is compared with a literal expectation written here, not only source against target.
-Documented, asserted losses: the 100 ns digit of datetime2(7)/datetimeoffset(7) (Arrow
-``timestamp[us]``), the datetimeoffset's original offset (UTC instant kept), and for PostgreSQL
-the 7th digit of time(7).
+datetime2 and datetimeoffset travel as SQL Server's canonical text, so SQL Server -> SQL Server
+keeps all 7 digits and the offset; documented, asserted losses on PostgreSQL: the 7th digit of
+time(7)/datetime2(7)/datetimeoffset(7) (PostgreSQL keeps 6) and the offset (timestamptz holds the
+UTC instant).
 """
 
 from __future__ import annotations
@@ -96,9 +97,9 @@ EXPECTED_ARROW = {  # column -> (row 1, row 2) as the reader must produce them (
     "c_date": (dt.date(9999, 12, 31), dt.date(1, 1, 1)),
     "c_datetime": (dt.datetime(9999, 12, 31, 23, 59, 59, 997000), dt.datetime(1753, 1, 1)),
     "c_smalldatetime": (dt.datetime(2079, 6, 6, 23, 59), dt.datetime(1900, 1, 1)),
-    "c_datetime2": (dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1)),  # 100 ns digit truncated
-    "c_datetime2_6": (dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1)),
-    "c_dto": (dt.datetime(2020, 6, 30, 9, 59, 59, 123456, tzinfo=dt.UTC), dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+    "c_datetime2": ("9999-12-31 23:59:59.9999999", "0001-01-01 00:00:00.0000000"),  # exact text
+    "c_datetime2_6": ("9999-12-31 23:59:59.999999", "0001-01-01 00:00:00.000000"),
+    "c_dto": ("2020-06-30 23:59:59.1234567 +14:00", "0001-01-01 00:00:00.0000000 +00:00"),
     "c_char": ("ab ", "   "),
     "c_varchar": ("Linked", ""),
     "c_nchar": ("ü€", "  "),
@@ -111,6 +112,11 @@ EXPECTED_ARROW = {  # column -> (row 1, row 2) as the reader must produce them (
     "c_guid": (GUID, uuid.UUID(int=0)),
 }
 TIME_NS = (86_399_999_999_900, 0)
+EXPECTED_POSTGRES = {  # what PostgreSQL holds for the text-carried columns: 6 digits, UTC instant
+    "c_datetime2": (dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1)),
+    "c_datetime2_6": (dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1)),
+    "c_dto": (dt.datetime(2020, 6, 30, 9, 59, 59, 123456, tzinfo=dt.UTC), dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+}
 
 
 def _endpoint() -> Endpoint:
@@ -209,12 +215,14 @@ def test_mssql_to_mssql_roundtrip(probe_source, tmp_path):
     try:
         cur = conn.cursor()
         cur.execute("SELECT CAST([c_guid] AS nvarchar(36)), CONVERT(varchar(27), [c_datetime2], 121), "
+                    "CONVERT(nvarchar(34), [c_dto], 121), "
                     "DATALENGTH([c_varbinary]), IDENT_CURRENT('dbo.TypeProbe') FROM [dbo].[TypeProbe] WHERE [Id] = 1")
-        guid_text, dt2_text, blob_len, ident = cur.fetchone()
+        guid_text, dt2_text, dto_text, blob_len, ident = cur.fetchone()
     finally:
         conn.close()
     assert guid_text == "6F9619FF-8B86-D011-B42D-00C04FC964FF"
-    assert dt2_text == "9999-12-31 23:59:59.9999990"  # documented loss of the 100 ns digit
+    assert dt2_text == "9999-12-31 23:59:59.9999999"  # all 7 digits kept
+    assert dto_text == "2020-06-30 23:59:59.1234567 +14:00"  # offset and 7 digits kept
     assert blob_len == len(BIG_BLOB) and int(ident) == 3
 
 
@@ -233,7 +241,7 @@ def test_mssql_to_postgres_roundtrip(probe_source, tmp_path, local_pg, fresh_dat
     finally:
         target.close()
     rows.sort(key=lambda r: r["Id"])
-    for col, (v1, v2) in EXPECTED_ARROW.items():
+    for col, (v1, v2) in {**EXPECTED_ARROW, **EXPECTED_POSTGRES}.items():
         got = (rows[0][col], rows[1][col], rows[2][col])
         if col in {"c_decimal", "c_numeric", "c_money", "c_smallmoney"}:
             got = tuple(None if v is None else Decimal(str(v)) for v in got)

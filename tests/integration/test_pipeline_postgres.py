@@ -339,3 +339,63 @@ def test_a_failing_key_range_fails_the_copy_and_a_retry_loads_once(local_pg, fre
     finally:
         source.close()
         target.close()
+
+
+def test_sqlserver_datetime_text_lands_in_postgres_as_exact_instants(local_pg, fresh_database):
+    """SQL Server datetime2/datetimeoffset travel as their canonical text (what the reader's
+    CAST(... AS nvarchar) returns, via pymssql); the PostgreSQL writer parses it: the offset is
+    applied (timestamptz holds the UTC instant) and the 7th digit is dropped (PostgreSQL keeps 6)."""
+    import datetime as dt
+
+    from include.replication.catalog import ColumnSpec, TableSpec
+    from include.replication.typemap import arrow_schema
+
+    spec = TableSpec(
+        name="TypeProbe", schema="dbo", dialect="mssql", primary_key=("Id",),
+        columns=(
+            ColumnSpec("Id", "int", nullable=False),
+            ColumnSpec("D2", "datetime2", precision=7),
+            ColumnSpec("Dto", "datetimeoffset", precision=7),
+        ),
+    )
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "Id": [1, 2, 3],
+            "D2": ["9999-12-31 23:59:59.9999999", "0001-01-01 00:00:00.0000000", None],
+            "Dto": ["2020-01-01 05:30:00.1234567 +05:30", "9999-12-31 23:59:59.9999999 +14:00", None],
+        },
+        schema=arrow_schema(spec),
+    )
+    target = open_target(local_pg.endpoint(fresh_database("tgt")))
+    try:
+        target.prepare_table(spec)
+        target.begin_unit(spec)
+        assert target.write_batches(spec, [batch]) == 3
+        target.commit_unit(spec, 3)
+        rows = target.execute('SELECT "Id", "D2", "Dto" FROM "TypeProbe" ORDER BY "Id"')
+        types = target.execute(
+            "SELECT column_name, data_type, datetime_precision FROM information_schema.columns "
+            "WHERE table_name = 'TypeProbe' AND column_name <> 'Id' ORDER BY column_name"
+        )
+    finally:
+        target.close()
+    utc = dt.UTC
+    assert rows[0][1] == dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
+    assert rows[0][2] == dt.datetime(2020, 1, 1, 0, 0, 0, 123456, tzinfo=utc)
+    assert rows[1][1] == dt.datetime(1, 1, 1)
+    assert rows[1][2] == dt.datetime(9999, 12, 31, 9, 59, 59, 999999, tzinfo=utc)
+    assert rows[2][1:] == (None, None)
+    assert types == [("D2", "timestamp without time zone", 6), ("Dto", "timestamp with time zone", 6)]
+
+
+def test_text_that_is_not_sqlserver_datetime_fails_with_key():
+    from include.replication.catalog import ColumnSpec, TableSpec
+    from include.replication.typemap import adapt_batch, arrow_schema
+
+    spec = TableSpec(name="T", schema="dbo", dialect="mssql", primary_key=("Id",),
+                     columns=(ColumnSpec("Id", "int", nullable=False), ColumnSpec("D2", "datetime2", precision=7)))
+    batch = pa.RecordBatch.from_pydict({"Id": [7, 8], "D2": ["2020-01-01 00:00:00", "31/12/2020"]}, schema=arrow_schema(spec))
+    with pytest.raises(DataError) as info:
+        adapt_batch(spec, batch, "postgresql")
+    assert (info.value.table, info.value.column, info.value.key) == ("dbo.T", "D2", 8)
+    assert adapt_batch(spec, batch.slice(0, 1), "mssql").equals(batch.slice(0, 1))  # SQL Server keeps the text

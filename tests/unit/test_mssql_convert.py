@@ -56,10 +56,10 @@ CASES = [
     (ColumnSpec("c", "time", precision=3), 45_296_789_000_000, pa.time64("us"), dt.time(12, 34, 56, 789000)),
     (ColumnSpec("c", "datetime"), dt.datetime(2010, 12, 31, 23, 59, 59, 997000), pa.timestamp("us"), dt.datetime(2010, 12, 31, 23, 59, 59, 997000)),
     (ColumnSpec("c", "smalldatetime"), dt.datetime(2079, 6, 6, 23, 59), pa.timestamp("us"), dt.datetime(2079, 6, 6, 23, 59)),
-    (ColumnSpec("c", "datetime2", precision=7), dt.datetime(9999, 12, 31, 23, 59, 59, 999999), pa.timestamp("us"), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)),
-    (ColumnSpec("c", "datetime2", precision=7), dt.datetime(1, 1, 1), pa.timestamp("us"), dt.datetime(1, 1, 1)),
-    (ColumnSpec("c", "datetimeoffset", precision=7), dt.datetime(2020, 1, 1, 5, 30, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))), pa.timestamp("us", tz="UTC"), dt.datetime(2020, 1, 1, 0, 0, tzinfo=UTC)),
-    (ColumnSpec("c", "datetimeoffset", precision=7), dt.datetime(2020, 1, 1, 0, 0, 0, 1), pa.timestamp("us", tz="UTC"), dt.datetime(2020, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+    (ColumnSpec("c", "datetime2", precision=7), "9999-12-31 23:59:59.9999999", pa.string(), "9999-12-31 23:59:59.9999999"),
+    (ColumnSpec("c", "datetime2", precision=7), "0001-01-01 00:00:00.0000000", pa.string(), "0001-01-01 00:00:00.0000000"),
+    (ColumnSpec("c", "datetimeoffset", precision=7), "2020-01-01 05:30:00.1234567 +05:30", pa.string(), "2020-01-01 05:30:00.1234567 +05:30"),
+    (ColumnSpec("c", "datetimeoffset", precision=7), "0001-01-01 00:00:00.0000000 -14:00", pa.string(), "0001-01-01 00:00:00.0000000 -14:00"),
     (ColumnSpec("c", "char", length=3), "ab ", pa.string(), "ab "),
     (ColumnSpec("c", "varchar", length=50), "Linked", pa.string(), "Linked"),
     (ColumnSpec("c", "nchar", length=2), "ü€", pa.string(), "ü€"),
@@ -175,21 +175,24 @@ def test_batch_to_params_values_and_pymssql_literals():
     spec = _write_spec()
     row = (
         1, b"abc", GUID, dt.datetime(2010, 1, 2, 3, 4, 5, 997000), dt.datetime(2079, 6, 6, 23, 59),
-        dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(2020, 1, 1, 0, 0, 0, 123456), 86_399_999_999_900,
+        "9999-12-31 23:59:59.9999999", "2020-01-01 05:30:00.1234567 +05:30", 86_399_999_999_900,
         Decimal("-922337203685477.5808"), False, dt.date(1, 1, 1), "it's 😀",
     )
     batch = rows_to_batch(spec, [row])
     (params,) = batch_to_params(spec, batch)
-    assert [p.kind for p in write_plan(spec)][1:8] == ["binary", "uuid", "datetime", "smalldatetime", "datetime2", "datetimeoffset", "time"]
+    # SQL Server datetime2/datetimeoffset travel as their canonical text and go back unchanged
+    # (all 7 digits and the offset), bound as N'...' literals that SQL Server parses exactly
+    assert [p.kind for p in write_plan(spec)][1:8] == ["binary", "uuid", "datetime", "smalldatetime", "plain", "plain", "time"]
     assert params == (
-        1, bytearray(b"abc"), GUID, "2010-01-02T03:04:05.997", "2079-06-06T23:59:00", "9999-12-31T23:59:59.9999990",
-        "2020-01-01T00:00:00.1234560+00:00", "23:59:59.9999999", Decimal("-922337203685477.5808"), False,
+        1, bytearray(b"abc"), GUID, "2010-01-02T03:04:05.997", "2079-06-06T23:59:00", "9999-12-31 23:59:59.9999999",
+        "2020-01-01 05:30:00.1234567 +05:30", "23:59:59.9999999", Decimal("-922337203685477.5808"), False,
         dt.date(1, 1, 1), "it's 😀",
     )
     quoted = [_mssql.quote_simple_value(p) for p in params]
     assert quoted[1] == b"0x616263"  # bytes b"abc" would have become the string literal 'abc'
     assert _mssql.quote_simple_value(b"abc") == b"'abc'"
     assert quoted[2] == b"N'6f9619ff-8b86-d011-b42d-00c04fc964ff'"
+    assert quoted[6] == b"N'2020-01-01 05:30:00.1234567 +05:30'"
     assert quoted[8] == b"-922337203685477.5808"
     assert quoted[9] == b"0"
     assert quoted[10] == b"'0001-01-01'"

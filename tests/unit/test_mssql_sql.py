@@ -108,7 +108,7 @@ def test_reader_select_uses_typemap_templates_and_orders_by_key():
     sql = src.select_sql(spec)
     assert sql == (
         "SELECT [Id], DATEDIFF_BIG(NANOSECOND, CAST('00:00:00' AS time(7)), [t]) AS [t], "
-        "CAST(SWITCHOFFSET([o], '+00:00') AS datetime2(7)) AS [o], CAST([x] AS nvarchar(max)) AS [x], [Order] "
+        "CAST([o] AS nvarchar(34)) AS [o], CAST([x] AS nvarchar(max)) AS [x], [Order] "
         "FROM [dbo].[T]]x] ORDER BY [Id]"
     )
     tree = _parse(sql)

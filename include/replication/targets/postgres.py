@@ -20,7 +20,7 @@ from ..endpoints import Endpoint
 from ..errors import ReplicationError, TargetError, ValidationError
 from ..keyranges import KeyRange, range_predicate
 from ..pgconn import connect
-from ..typemap import arrow_schema
+from ..typemap import adapt_batch, target_arrow_schema
 
 __all__ = ["PostgresTarget"]
 
@@ -150,7 +150,7 @@ class PostgresTarget:
             ReplicationError: whatever the batch iterator raised (e.g. the reader's SourceError).
             TargetError: COPY failed for another reason.
         """
-        schema = arrow_schema(spec)
+        schema = target_arrow_schema(spec, "postgresql")
         failure: list[BaseException] = []
         rows = 0
 
@@ -160,7 +160,7 @@ class PostgresTarget:
                 for batch in batches:
                     check_batch(spec, batch, reject_nul=True)
                     rows += batch.num_rows
-                    yield batch
+                    yield adapt_batch(spec, batch, "postgresql")
             except BaseException as exc:  # surfaced below as the real error, not ADBC's
                 failure.append(exc)
                 raise
