@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 from .allocators import tune_allocators
-from .buffer import transfer
+from .buffer import TransferStats, transfer
 from .catalog import TableSpec
 from .config import CopySettings, MiB, default_batch_bytes
 from .endpoints import Source, Target
@@ -86,53 +86,73 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
     )
     started = time.monotonic()
     bounds = _range_bounds(source, target, spec, settings)
-    if bounds is not None:
-        return _copy_key_ranges(source, target, spec, settings, bounds, started)
-    schema = arrow_schema(spec)
-    target.begin_unit(spec)
-    try:
-        stats = transfer(
-            source.read_batches(spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes),
-            lambda batches: target.write_batches(spec, batches),
-            schema=schema,
-            budget_bytes=settings.buffer_budget_bytes,
-            spill_root=settings.spill_root,
-            label=spec.name,
-            attempt_id=f"{settings.label}-{settings.run_id}-try{settings.attempt}",
-            overlap=settings.overlap,
-            estimated_rows=spec.row_estimate or None,
-        )
-        target.commit_unit(spec, stats.rows)
-    except BaseException:
-        target.rollback_unit()
-        raise
+    if bounds is None:
+        units = [_copy_unit(source, target, spec, settings, None, spec.name, "")]
+    else:
+        units = _copy_key_ranges(source, target, spec, settings, bounds)
     target.finish_table(spec)
+    rows = sum(u.rows for u in units)
+    if len(units) > 1 and (total := target.count_rows(spec)) != rows:
+        raise ValidationError(f"target holds {total} rows after the key-range copy, read {rows}", table=spec.qualified_name)
     result = CopyResult(
         table=spec.name,
-        rows_read=stats.rows,
-        rows_written=stats.rows_written,
-        bytes=stats.bytes,
-        batches=stats.batches,
-        spill_files=stats.spill_files,
-        spill_bytes=stats.spill_bytes,
-        high_water_bytes=stats.high_water_bytes,
-        peak_rss_bytes=stats.peak_rss_bytes,
+        rows_read=rows,
+        rows_written=sum(u.rows_written for u in units),
+        bytes=sum(u.bytes for u in units),
+        batches=sum(u.batches for u in units),
+        spill_files=sum(u.spill_files for u in units),
+        spill_bytes=sum(u.spill_bytes for u in units),
+        high_water_bytes=sum(u.high_water_bytes for u in units),  # ranges run at once: their sum
+        peak_rss_bytes=max(u.peak_rss_bytes for u in units),
         seconds=time.monotonic() - started,
     )
     log.info(
-        "copied %s: %d rows, %d bytes, %d batches, %d spill files (%d bytes), high-water %d bytes, "
+        "copied %s in %d unit(s): %d rows, %d bytes, %d batches, %d spill files (%d bytes), high-water %d bytes, "
         "peak RSS %d bytes, %.2f s",
-        spec.qualified_name,
-        result.rows_written,
-        result.bytes,
-        result.batches,
-        result.spill_files,
-        result.spill_bytes,
-        result.high_water_bytes,
-        result.peak_rss_bytes,
-        result.seconds,
+        spec.qualified_name, len(units), result.rows_written, result.bytes, result.batches, result.spill_files,
+        result.spill_bytes, result.high_water_bytes, result.peak_rss_bytes, result.seconds,
     )
     return result
+
+
+def _copy_unit(
+    source: Source, target: Target, spec: TableSpec, settings: CopySettings,
+    key_range: KeyRange | None, label: str, suffix: str,
+) -> TransferStats:
+    """One copy unit in one target transaction: clear the unit's rows (the table, or exactly its
+    key range), stream the rows through a SpillingBuffer, check the count, commit; roll back on
+    any error (the first real one is raised)."""
+    reader = (
+        source.read_batches(spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes)
+        if key_range is None
+        else source.read_batches(  # type: ignore[call-arg]
+            spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes, key_range=key_range
+        )
+    )
+    if key_range is None:
+        target.begin_unit(spec)
+    else:
+        target.begin_unit(spec, key_range)  # type: ignore[call-arg]
+    try:
+        stats = transfer(
+            reader,
+            lambda batches: target.write_batches(spec, batches),
+            schema=arrow_schema(spec),
+            budget_bytes=settings.buffer_budget_bytes,
+            spill_root=settings.spill_root,
+            label=label,
+            attempt_id=f"{settings.label}-{settings.run_id}-try{settings.attempt}{suffix}",
+            overlap=settings.overlap,
+            estimated_rows=(spec.row_estimate or None) if key_range is None else None,
+        )
+        if key_range is None:
+            target.commit_unit(spec, stats.rows)
+        else:
+            target.commit_unit(spec, stats.rows, key_range)  # type: ignore[call-arg]
+    except BaseException:
+        target.rollback_unit()
+        raise
+    return stats
 
 
 def _range_bounds(source: Source, target: Target, spec: TableSpec, settings: CopySettings) -> tuple[int, int] | None:
@@ -147,45 +167,30 @@ def _range_bounds(source: Source, target: Target, spec: TableSpec, settings: Cop
 
 
 def _copy_key_ranges(
-    source: Source, target: Target, spec: TableSpec, settings: CopySettings, bounds: tuple[int, int], started: float
-) -> CopyResult:
-    """Copy ``spec`` as parallel primary-key ranges: each range is its own copy unit (its own
-    reader, buffer with an equal share of the memory budget, target connection and transaction
-    that first deletes exactly its range). The table is emptied (and its keys dropped) first;
-    keys and identity are built once at the end, then the whole count is checked. A failed range
-    fails the copy (first error raised); a retry starts again from the empty table.
+    source: Source, target: Target, spec: TableSpec, settings: CopySettings, bounds: tuple[int, int]
+) -> list[TransferStats]:
+    """Copy ``spec`` as parallel primary-key ranges, each a :func:`_copy_unit` on its own target
+    connection with an equal share of the memory budget. The table is emptied (and its keys
+    dropped) first and committed, so the units do not wait on that lock. A failed range fails the
+    copy (first error raised, after every range thread has ended); a retry starts again from the
+    empty table.
     """
     ranges = split_key_range(bounds[0], bounds[1], settings.parallel_ranges)
     share = replace(settings, memory_budget_bytes=max(MiB, settings.memory_budget_bytes // len(ranges)))
     share = replace(share, batch_bytes=min(share.batch_bytes, default_batch_bytes(share.memory_budget_bytes)))
-    schema = arrow_schema(spec)
     log.info("%s: %d key ranges %s, %d MiB of budget each", spec.qualified_name, len(ranges), ranges,
              share.memory_budget_bytes >> 20)
     target.begin_unit(spec)  # drop keys, TRUNCATE ...
-    target.commit_unit(spec, 0)  # ... committed, so the range units do not wait on its lock
-    results: list[object] = [None] * len(ranges)
+    target.commit_unit(spec, 0)  # ... committed
+    results: list[TransferStats | None] = [None] * len(ranges)
     errors: list[BaseException] = []
 
     def run(index: int, key_range: KeyRange) -> None:
         unit = target.clone()  # type: ignore[attr-defined]
         try:
-            unit.begin_unit(spec, key_range)
-            stats = transfer(
-                source.read_batches(  # type: ignore[call-arg]
-                    spec, batch_rows=share.batch_rows, batch_bytes=share.batch_bytes, key_range=key_range
-                ),
-                lambda batches: unit.write_batches(spec, batches),
-                schema=schema,
-                budget_bytes=share.buffer_budget_bytes,
-                spill_root=share.spill_root,
-                label=f"{spec.name}[{key_range[0]}:{key_range[1]})",
-                attempt_id=f"{settings.label}-{settings.run_id}-try{settings.attempt}-r{index}",
-                overlap=share.overlap,
-            )
-            unit.commit_unit(spec, stats.rows, key_range)
-            results[index] = stats
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller thread
-            unit.rollback_unit()
+            label = f"{spec.name}[{key_range[0]}:{key_range[1]})"
+            results[index] = _copy_unit(source, unit, spec, share, key_range, label, f"-r{index}")
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the calling thread
             errors.append(exc)
         finally:
             unit.close()
@@ -200,25 +205,4 @@ def _copy_key_ranges(
         t.join()
     if errors:
         raise errors[0]
-    stats_list = [r for r in results if r is not None]
-    rows = sum(s.rows for s in stats_list)  # type: ignore[attr-defined]
-    target.finish_table(spec)
-    total = target.count_rows(spec)
-    if total != rows:
-        raise ValidationError(f"target holds {total} rows after the key-range copy, read {rows}", table=spec.qualified_name)
-    result = CopyResult(
-        table=spec.name,
-        rows_read=rows,
-        rows_written=sum(s.rows_written for s in stats_list),  # type: ignore[attr-defined]
-        bytes=sum(s.bytes for s in stats_list),  # type: ignore[attr-defined]
-        batches=sum(s.batches for s in stats_list),  # type: ignore[attr-defined]
-        spill_files=sum(s.spill_files for s in stats_list),  # type: ignore[attr-defined]
-        spill_bytes=sum(s.spill_bytes for s in stats_list),  # type: ignore[attr-defined]
-        high_water_bytes=sum(s.high_water_bytes for s in stats_list),  # type: ignore[attr-defined]
-        peak_rss_bytes=max(s.peak_rss_bytes for s in stats_list),  # type: ignore[attr-defined]
-        seconds=time.monotonic() - started,
-    )
-    log.info("copied %s in %d key ranges: %d rows, %d bytes, %d spill files, high-water (sum) %d bytes, %.2f s",
-             spec.qualified_name, len(ranges), result.rows_written, result.bytes, result.spill_files,
-             result.high_water_bytes, result.seconds)
-    return result
+    return [r for r in results if r is not None]
