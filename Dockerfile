@@ -14,7 +14,7 @@ ENV AIRFLOW__CORE__PARALLELISM=16 \
     AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG=2
 
 # Root under which every task attempt gets its own Parquet spill directory
-# (read only by include/replication/config.py). Container-local, ephemeral storage.
+# (read only by include/replication/core/config.py). Container-local, ephemeral storage.
 ENV STACKOVERFLOW_SPILL_ROOT=/tmp/stackoverflow-spill
 
 # DAGs and tasks import the package as `include.replication...`, so the project root

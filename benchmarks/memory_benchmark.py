@@ -8,7 +8,7 @@ growing sizes (MB of Arrow row data), exactly as a copy task runs it::
 
 Method:
 
-* **Source**: one embedded PostgreSQL server (``include.replication.localpg``, PGDATA under
+* **Source**: one embedded PostgreSQL server (``tools.localpg``, PGDATA under
   ``--pg-dir``, kept between runs) holds one source database per size,
   ``membench_posts_<rows>_s<seed>``, filled by ``include.stackoverflow.synthetic.fill_synthetic``
   in a **separate process**. A database whose ``Posts`` already has the expected row count is
@@ -77,7 +77,7 @@ def bytes_per_post_row(seed: int, sample_scale: float = 0.002) -> float:
     Returns:
         Bytes per row (the batches' buffer sizes, as the SpillingBuffer accounts them).
     """
-    from include.replication.batching import batch_nbytes
+    from include.replication.core.batching import batch_nbytes
     from include.stackoverflow.synthetic import generate
 
     rows = nbytes = 0
@@ -196,7 +196,7 @@ class _ObservedSource:
         return getattr(self._inner, name)
 
     def read_batches(self, spec: Any, *, batch_rows: int, batch_bytes: int) -> Iterator[Any]:
-        from include.replication.batching import batch_nbytes
+        from include.replication.core.batching import batch_nbytes
 
         it = self._inner.read_batches(spec, batch_rows=batch_rows, batch_bytes=batch_bytes)
         try:
@@ -220,7 +220,7 @@ class _ObservedTarget:
         return getattr(self._inner, name)
 
     def write_batches(self, spec: Any, batches: Iterable[Any]) -> int:
-        from include.replication.metrics import current_rss_bytes, peak_rss_bytes
+        from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes
 
         self.hwm_at_write_start = peak_rss_bytes()
         self.rss_at_write_start = current_rss_bytes()
@@ -243,10 +243,10 @@ def child_copy(args: argparse.Namespace) -> Row:
     """
     import pyarrow as pa
 
-    from include.replication.config import CopySettings
-    from include.replication.endpoints import Endpoint, open_source, open_target
-    from include.replication.metrics import current_rss_bytes, peak_rss_bytes
-    from include.replication.pipeline import copy_table
+    from include.replication.core.config import CopySettings
+    from include.replication.core.endpoints import Endpoint, open_source, open_target
+    from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes
+    from include.replication.core.pipeline import copy_table
 
     budget = args.budget_mib * MIB
     batch_bytes = int(args.batch_mib * MIB)
@@ -307,7 +307,7 @@ def child_copy(args: argparse.Namespace) -> Row:
 
 def child_fill(args: argparse.Namespace) -> Row:
     """Fill ``args.source_db`` with synthetic Posts at ``args.scale`` in this process."""
-    from include.replication.endpoints import Endpoint
+    from include.replication.core.endpoints import Endpoint
     from include.stackoverflow.synthetic import fill_synthetic
 
     t0 = time.perf_counter()
@@ -534,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code (0 ok)."""
     args = _parser().parse_args(argv)
     if args.batch_mib is None:
-        from include.replication.config import default_batch_bytes
+        from include.replication.core.config import default_batch_bytes
 
         args.batch_mib = default_batch_bytes(args.budget_mib * MIB) / MIB
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -547,8 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import pyarrow as pa
 
-    from include.replication.localpg import start_local_postgres
     from include.stackoverflow.synthetic import PUBLISHED_ROW_COUNTS
+    from tools.localpg import start_local_postgres
 
     started = time.time()
     spill_root = args.spill_root or args.pg_dir.parent / "spill"

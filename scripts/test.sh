@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/ruff check include dags tests benchmarks
+.venv/bin/ruff check include dags tests benchmarks tools
 exec .venv/bin/python -m pytest "$@"

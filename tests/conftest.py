@@ -35,8 +35,8 @@ def dump_folders() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def local_pg(tmp_path_factory):
-    """A running embedded PostgreSQL (``include.replication.localpg.LocalPostgres``)."""
-    from include.replication.localpg import start_local_postgres
+    """A running embedded PostgreSQL (``tools.localpg.LocalPostgres``)."""
+    from tools.localpg import start_local_postgres
 
     base = Path(tmp_path_factory.mktemp("pg"))
     server = start_local_postgres(base / "data", keep_running=False)

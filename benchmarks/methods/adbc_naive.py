@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import adbc_driver_postgresql.dbapi as pg
 
-from .base import Outcome, RunContext
+from benchmarks.methods.base import Outcome, RunContext
 
 __all__ = ["run"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from .base import Deadline, Outcome, RunContext
+from benchmarks.methods.base import Deadline, Outcome, RunContext
 
 __all__ = ["run"]
 

@@ -17,8 +17,8 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import METHODS
-from .base import RunContext
+from benchmarks.methods import METHODS
+from benchmarks.methods.base import RunContext
 
 __all__ = ["run_in_child", "child_main"]
 
@@ -35,7 +35,7 @@ def child_main(key: str, ctx: RunContext, env: dict[str, str], conn: Connection)
     os.environ.update(env)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from include.replication.metrics import current_rss_bytes, peak_rss_bytes
+        from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes
 
         info = METHODS[key]
         module = importlib.import_module(f"{__package__}.{info.module}")

@@ -15,7 +15,7 @@ import tempfile
 
 import psycopg
 
-from .base import Outcome, RunContext
+from benchmarks.methods.base import Outcome, RunContext
 
 __all__ = ["run", "SPOOL_MAX_BYTES", "COPY_CHUNK_BYTES", "NULL"]
 

@@ -18,7 +18,7 @@ import dlt  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from dlt.sources.sql_database import sql_table  # noqa: E402
 
-from .base import DLT_DATASET, Outcome, RunContext  # noqa: E402
+from benchmarks.methods.base import DLT_DATASET, Outcome, RunContext  # noqa: E402
 
 __all__ = ["run", "sqlalchemy_url", "dlt_credentials"]
 
@@ -32,7 +32,7 @@ def sqlalchemy_url(libpq_uri: str) -> str:
 def dlt_credentials(libpq_uri: str) -> dict[str, object]:
     """dlt ``PostgresCredentials`` fields for a libpq URI; a Unix-socket directory goes to ``host``
     (dlt requires a host and a password and does not read libpq's ``?host=``)."""
-    from include.replication.connections import endpoint_from_uri
+    from include.replication.airflow.connections import endpoint_from_uri
 
     ep = endpoint_from_uri(libpq_uri)
     creds: dict[str, object] = {"database": ep.database, "username": ep.user or "postgres", "host": ep.host or "localhost"}

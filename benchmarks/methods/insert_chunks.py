@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import psycopg
 
-from .base import Deadline, Outcome, RunContext
+from benchmarks.methods.base import Deadline, Outcome, RunContext
 
 __all__ = ["run", "values_chunk_rows", "MSSQL_MAX_PARAMS"]
 

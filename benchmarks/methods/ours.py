@@ -1,4 +1,4 @@
-"""Method 2: our pipeline as the DAG runs it: ``include.replication.pipeline.copy_table``.
+"""Method 2: our pipeline as the DAG runs it: ``include.replication.core.pipeline.copy_table``.
 
 Variants (``ctx.variant``): ``default`` (128 MiB budget, reader and writer overlapped),
 ``no_overlap`` (read everything into the buffer, then write) and ``spill`` (1 MiB budget, so almost
@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from include.replication.config import CopySettings
-from include.replication.endpoints import Endpoint, open_source, open_target
-from include.replication.pipeline import copy_table
-
-from .base import Outcome, RunContext
+from benchmarks.methods.base import Outcome, RunContext
+from include.replication.core.config import CopySettings
+from include.replication.core.endpoints import Endpoint, open_source, open_target
+from include.replication.core.pipeline import copy_table
 
 __all__ = ["run", "settings_for", "endpoint_from_uri"]
 
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def endpoint_from_uri(uri: str, schema: str) -> Endpoint:
     """The product's :class:`Endpoint` for a libpq URI (``postgresql://user@host:port/db?host=/dir``)."""
-    from include.replication.connections import endpoint_from_uri as parse
+    from include.replication.airflow.connections import endpoint_from_uri as parse
 
     return parse(uri, schema=schema)
 

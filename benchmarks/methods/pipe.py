@@ -11,7 +11,7 @@ import logging
 
 import psycopg
 
-from .base import Outcome, RunContext
+from benchmarks.methods.base import Outcome, RunContext
 
 __all__ = ["run", "copy_out_bytes"]
 

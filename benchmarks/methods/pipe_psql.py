@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .base import Outcome, RunContext
+from benchmarks.methods.base import Outcome, RunContext
 
 __all__ = ["run", "psql_binary"]
 

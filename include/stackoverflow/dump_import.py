@@ -6,10 +6,10 @@ A dump folder holds one XML file per table (``Posts.xml``, ``Users.xml``, ``Vote
 attribute is NULL. Each file is read with :func:`xml.etree.ElementTree.iterparse`, every element
 is cleared as soon as it is read, and rows are gathered column by column into
 ``pyarrow.RecordBatch``\\ es of at most ``batch_rows`` rows with the exact schema
-``include.replication.typemap.arrow_schema(spec)``: memory is flat in the file size (one batch of
+``include.replication.core.typemap.arrow_schema(spec)``: memory is flat in the file size (one batch of
 text at a time). Values are converted per column (Arrow casts), not per row.
 
-Loading goes through the product's own target (``include.replication.endpoints.open_target``):
+Loading goes through the product's own target (``include.replication.core.endpoints.open_target``):
 ``prepare_table`` -> ``begin_unit`` -> ``write_batches`` -> ``commit_unit`` -> ``finish_table`` per
 table, one unit (one transaction) per table, so a re-run gives the same database. The lookup
 tables (LinkTypes, PostTypes, VoteTypes, PostHistoryTypes) have no dump file and are filled from
@@ -29,7 +29,7 @@ Mismatch rule (the one rule for dump rows that do not fit the schema):
    (``defaulted``). The primary key ``Id`` and NOT NULL columns of other types (text, datetime,
    uniqueidentifier) have no default: absent, they raise :class:`DataError`.
 4. Anything else that cannot be held exactly raises
-   :class:`include.replication.errors.DataError` naming table, column and the row's ``Id``:
+   :class:`include.replication.core.errors.DataError` naming table, column and the row's ``Id``:
    text longer than its column (lengths counted in UTF-16 code units, SQL Server's ``nvarchar``
    measure, which is never below PostgreSQL's character count), a NUL character, an unparsable
    integer / date / GUID, an integer outside ``int`` range, a date outside SQL Server
@@ -70,13 +70,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.replication.catalog import MAX_LENGTH, ColumnSpec, TableSpec
-from include.replication.connections import endpoint_from_uri
-from include.replication.endpoints import Endpoint, Target, open_target
-from include.replication.errors import ConfigurationError, DataError
-from include.replication.typemap import arrow_schema
-
-from .schema import LOOKUP_ROWS, TABLES
+from include.replication.airflow.connections import endpoint_from_uri
+from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, TableSpec
+from include.replication.core.endpoints import Endpoint, Target, open_target
+from include.replication.core.errors import ConfigurationError, DataError
+from include.replication.core.typemap import arrow_schema
+from include.stackoverflow.schema import LOOKUP_ROWS, TABLES
 
 __all__ = [
     "DUMP_FILES",

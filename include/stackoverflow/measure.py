@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .dump_import import DUMP_FILES, read_dump_batches
-from .schema import TABLES
+from include.stackoverflow.dump_import import DUMP_FILES, read_dump_batches
+from include.stackoverflow.schema import TABLES
 
 __all__ = ["CATEGORICAL", "POST_GROUPS", "post_group", "measure", "main"]
 

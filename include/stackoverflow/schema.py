@@ -23,7 +23,7 @@ therefore not lookup rows here.
 
 from __future__ import annotations
 
-from include.replication.catalog import MAX_LENGTH, ColumnSpec, IdentitySpec, TableSpec
+from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, IdentitySpec, TableSpec
 
 __all__ = [
     "SCHEMA",

@@ -45,12 +45,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.replication.catalog import MAX_LENGTH, TableSpec
-from include.replication.endpoints import Endpoint, open_target
-from include.replication.errors import ConfigurationError, DataError
-from include.replication.typemap import arrow_schema
-
-from .schema import LOOKUP_ROWS, LOOKUP_TABLES, PUBLISHED_ROW_COUNTS, TABLES
+from include.replication.core.catalog import MAX_LENGTH, TableSpec
+from include.replication.core.endpoints import Endpoint, open_target
+from include.replication.core.errors import ConfigurationError, DataError
+from include.replication.core.typemap import arrow_schema
+from include.stackoverflow.schema import LOOKUP_ROWS, LOOKUP_TABLES, PUBLISHED_ROW_COUNTS, TABLES
 
 __all__ = [
     "MEASURED",
@@ -829,7 +828,7 @@ def fill_synthetic(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 ok, 2 bad input)."""
-    from .dump_import import add_target_arguments, endpoint_from_args
+    from include.stackoverflow.dump_import import add_target_arguments, endpoint_from_args
 
     parser = argparse.ArgumentParser(
         prog="python -m include.stackoverflow.synthetic",

@@ -47,7 +47,7 @@ def test_connection_ids(dagbag):
     """The copy task bodies close over the design card's connection ids."""
     import inspect
 
-    text = inspect.getsource(__import__("include.replication.dag_factory", fromlist=["x"]))
+    text = inspect.getsource(__import__("include.replication.airflow.dag_factory", fromlist=["x"]))
     assert "source_conn_id" in text
     for path, conn in [
         ("replicate_stackoverflow_to_postgres.py", "stackoverflow_postgres_target"),

@@ -15,11 +15,11 @@ import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 import pytest
 
-from include.replication.airflow_local import airflow_env, dags_test, migrate
-from include.replication.endpoints import open_source
-from include.replication.typemap import arrow_schema
+from include.replication.core.endpoints import open_source
+from include.replication.core.typemap import arrow_schema
 from include.stackoverflow.dump_import import import_dump
 from tests.conftest import dump_folders
+from tools.airflow_local import airflow_env, dags_test, migrate
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 

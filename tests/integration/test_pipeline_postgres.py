@@ -9,11 +9,11 @@ import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 import pytest
 
-from include.replication import tasks
-from include.replication.config import CopySettings, MiB
-from include.replication.endpoints import open_source, open_target
-from include.replication.errors import DataError, SourceError, TargetError
-from include.replication.pipeline import copy_table
+from include.replication.airflow import tasks
+from include.replication.core.config import CopySettings, MiB
+from include.replication.core.endpoints import open_source, open_target
+from include.replication.core.errors import DataError, SourceError, TargetError
+from include.replication.core.pipeline import copy_table
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def _read_all(endpoint, table: str) -> pa.Table:
     try:
         spec = src.describe(table)
         batches = list(src.read_batches(spec, batch_rows=1_000_000, batch_bytes=1 << 30))
-        from include.replication.typemap import arrow_schema
+        from include.replication.core.typemap import arrow_schema
 
         return pa.Table.from_batches(batches, schema=arrow_schema(spec)).sort_by(spec.primary_key[0])
     finally:
@@ -243,7 +243,7 @@ def test_rerun_of_whole_plan_is_idempotent_and_audited(probe, tmp_path):
 
 
 def test_unknown_table_is_a_clear_configuration_error(probe):
-    from include.replication.errors import ConfigurationError
+    from include.replication.core.errors import ConfigurationError
 
     src_ep, tgt_ep = probe
     with pytest.raises(Exception) as info:
@@ -347,8 +347,8 @@ def test_sqlserver_datetime_text_lands_in_postgres_as_exact_instants(local_pg, f
     applied (timestamptz holds the UTC instant) and the 7th digit is dropped (PostgreSQL keeps 6)."""
     import datetime as dt
 
-    from include.replication.catalog import ColumnSpec, TableSpec
-    from include.replication.typemap import arrow_schema
+    from include.replication.core.catalog import ColumnSpec, TableSpec
+    from include.replication.core.typemap import arrow_schema
 
     spec = TableSpec(
         name="TypeProbe", schema="dbo", dialect="mssql", primary_key=("Id",),
@@ -389,8 +389,8 @@ def test_sqlserver_datetime_text_lands_in_postgres_as_exact_instants(local_pg, f
 
 
 def test_text_that_is_not_sqlserver_datetime_fails_with_key():
-    from include.replication.catalog import ColumnSpec, TableSpec
-    from include.replication.typemap import adapt_batch, arrow_schema
+    from include.replication.core.catalog import ColumnSpec, TableSpec
+    from include.replication.core.typemap import adapt_batch, arrow_schema
 
     spec = TableSpec(name="T", schema="dbo", dialect="mssql", primary_key=("Id",),
                      columns=(ColumnSpec("Id", "int", nullable=False), ColumnSpec("D2", "datetime2", precision=7)))

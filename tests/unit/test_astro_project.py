@@ -171,7 +171,7 @@ def test_dockerfile_sets_spill_root_and_keeps_project_importable(dockerfile: str
 
 
 def test_dockerfile_spill_root_matches_config_env_name(dockerfile: str) -> None:
-    from include.replication.config import DEFAULT_SPILL_ROOT_ENV
+    from include.replication.core.config import DEFAULT_SPILL_ROOT_ENV
 
     assert DEFAULT_SPILL_ROOT_ENV in dockerfile_env(dockerfile)
 

@@ -1,0 +1,145 @@
+"""Airflow connections -> :class:`Endpoint`. The only module that reads Airflow connections.
+
+Connection fields map as Airflow's own Postgres and MSSQL hooks use them: ``host``, ``port``,
+``login``, ``password``, and ``schema`` = the database name. Extras are read by name, never
+splatted into a driver call: ``db_schema`` (schema inside the database, default public / dbo),
+and the driver options listed in ``OPTION_NAMES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from include.replication.core.catalog import Dialect
+from include.replication.core.endpoints import Endpoint
+from include.replication.core.errors import ConfigurationError
+
+__all__ = ["CONN_TYPES", "OPTION_NAMES", "endpoint_from_fields", "endpoint_from_airflow", "endpoint_from_uri"]
+
+CONN_TYPES: dict[str, Dialect] = {
+    "postgres": "postgresql",
+    "postgresql": "postgresql",
+    "mssql": "mssql",
+}
+"""Airflow ``conn_type`` -> dialect."""
+
+OPTION_NAMES = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "connect_timeout",
+    "tds_version",
+    "charset",
+    "login_timeout",
+    "timeout",
+)
+"""Connection extras passed on to the driver, by name."""
+
+
+def endpoint_from_fields(
+    conn_id: str,
+    conn_type: str | None,
+    host: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    database: str | None,
+    extra: Mapping[str, Any] | None,
+) -> Endpoint:
+    """Build an :class:`Endpoint` from Airflow connection fields.
+
+    Raises:
+        ConfigurationError: unknown connection type or no database (``schema`` field); the message
+            names the connection id, never the password.
+    """
+    dialect = CONN_TYPES.get((conn_type or "").lower())
+    if dialect is None:
+        raise ConfigurationError(
+            f"connection {conn_id!r} has type {conn_type!r}; expected one of {sorted(CONN_TYPES)}"
+        )
+    if not database:
+        raise ConfigurationError(f"connection {conn_id!r} names no database (the 'schema' field)")
+    extra = dict(extra or {})
+    options = {k: str(extra[k]) for k in OPTION_NAMES if k in extra and extra[k] is not None}
+    return Endpoint(
+        dialect=dialect,
+        host=host or None,
+        port=int(port) if port else None,
+        database=database,
+        user=login or None,
+        password=password or None,
+        schema=extra.get("db_schema") or None,
+        options=options,
+    )
+
+
+def endpoint_from_airflow(conn_id: str) -> Endpoint:
+    """Resolve an Airflow connection id (``stackoverflow_source``, ...) into an :class:`Endpoint`.
+
+    Works wherever Airflow resolves connections: the metadata DB, a secrets backend, or
+    ``AIRFLOW_CONN_<ID>`` environment variables.
+
+    Raises:
+        ConfigurationError: the connection does not exist or is not usable.
+    """
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:
+        raise ConfigurationError(f"Airflow connection {conn_id!r} not found: {type(exc).__name__}") from exc
+    return endpoint_from_fields(
+        conn_id, conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema, conn.extra_dejson
+    )
+
+
+def endpoint_from_uri(uri: str, conn_id: str = "uri", *, schema: str | None = None) -> Endpoint:
+    """Parse a connection URI into an :class:`Endpoint`.
+
+    PostgreSQL URIs follow libpq: ``postgresql://user:pw@host:5432/db``, the socket form
+    ``postgresql://user@/db?host=/socket/dir``, and Airflow's form with a percent-encoded socket
+    directory as host (``postgres://user@%2Fsocket%2Fdir/db``); other query parameters become
+    options (read by name later). Other schemes (``mssql://...``) are parsed by Airflow's own
+    ``Connection(uri=...)``, so a URI that works as ``AIRFLOW_CONN_...`` works here too.
+
+    Args:
+        uri: the URI; the password in it never reaches a log or an error message.
+        conn_id: name used in error messages.
+        schema: schema inside the database (overrides a ``db_schema`` query parameter).
+
+    Raises:
+        ConfigurationError: unparsable or unsupported URI, or no database.
+    """
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("postgresql", "postgres"):
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        hostport = parts.netloc.rsplit("@", 1)[-1]
+        host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+        host = unquote(host) or query.pop("host", None)
+        port = port or query.pop("port", "")
+        query.pop("host", None)
+        query.pop("port", None)
+        extra: dict[str, Any] = dict(query)
+        if schema:
+            extra["db_schema"] = schema
+        return endpoint_from_fields(
+            conn_id, "postgres", host or None, int(port) if port else None,
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+            unquote(parts.path.lstrip("/")), extra,
+        )
+    from airflow.models.connection import Connection
+
+    try:
+        conn = Connection(conn_id=conn_id, uri=uri)
+    except Exception as exc:
+        raise ConfigurationError(f"cannot parse connection URI for {conn_id!r}: {type(exc).__name__}") from exc
+    extra = dict(conn.extra_dejson)
+    if schema:
+        extra["db_schema"] = schema
+    return endpoint_from_fields(conn_id, conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema, extra)

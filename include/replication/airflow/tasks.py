@@ -1,0 +1,145 @@
+"""Bodies of the Airflow tasks: plan, copy one table, validate, summarise.
+
+Each function opens what it needs from Airflow connection ids, closes it on every path, and
+returns plain dicts (XCom-serialisable). Permanent errors (``retryable = False``) are turned into
+``AirflowFailException`` at this edge so Airflow does not retry what cannot succeed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from include.replication.airflow.connections import endpoint_from_airflow
+from include.replication.core.audit import AuditRecord, ensure_audit_table, write_audit
+from include.replication.core.config import CopySettings
+from include.replication.core.endpoints import Endpoint, Source, Target, open_source, open_target
+from include.replication.core.errors import ReplicationError
+from include.replication.core.pipeline import copy_table
+from include.replication.core.validate import compare_counts, format_count_table
+
+__all__ = ["plan_tables", "copy_one_table", "validate_tables", "summarise", "fail_fast"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _opened(source_ep: Endpoint, target_ep: Endpoint) -> Iterator[tuple[Source, Target]]:
+    source = open_source(source_ep)
+    try:
+        target = open_target(target_ep)
+        try:
+            yield source, target
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
+@contextlib.contextmanager
+def fail_fast() -> Iterator[None]:
+    """Turn a permanent :class:`ReplicationError` into ``AirflowFailException`` (no retry)."""
+    try:
+        yield
+    except ReplicationError as exc:
+        if exc.retryable:
+            raise
+        from airflow.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _resolve(conn_or_endpoint: str | Endpoint) -> Endpoint:
+    return conn_or_endpoint if isinstance(conn_or_endpoint, Endpoint) else endpoint_from_airflow(conn_or_endpoint)
+
+
+def plan_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str] | None) -> list[str]:
+    """Prepare the target: read every source table's catalog (failing now on an unsupported type),
+    drop and re-create each target table without keys, and create the audit table.
+
+    Args:
+        source: source connection id (or endpoint).
+        target: target connection id (or endpoint).
+        tables: source table names; None or empty = every base table of the source schema.
+
+    Returns:
+        Table names, largest row estimate first (so the long copies start first).
+
+    Raises:
+        ConfigurationError: a named table does not exist.
+        UnsupportedTypeError: a column type is not in the type map.
+    """
+    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
+        names = list(tables) if tables else src.list_tables()
+        specs = [src.describe(n) for n in names]
+        for spec in specs:
+            tgt.prepare_table(spec)
+        ensure_audit_table(tgt)
+        ordered = sorted(specs, key=lambda s: (-s.row_estimate, s.name))
+        log.info("planned %d tables: %s", len(ordered), ", ".join(f"{s.name} (~{s.row_estimate:,} rows)" for s in ordered))
+        return [s.name for s in ordered]
+
+
+def copy_one_table(
+    table: str,
+    source: str | Endpoint,
+    target: str | Endpoint,
+    params: Mapping[str, Any],
+    *,
+    run_id: str,
+    attempt: int,
+    label: str,
+) -> dict[str, object]:
+    """Copy one table (one copy unit) and write its audit row, success or failure.
+
+    Returns:
+        ``CopyResult.as_dict()``.
+
+    Raises:
+        AirflowFailException: a permanent error (bad value, unsupported type, count mismatch).
+        ReplicationError: a retryable error (lost connection).
+    """
+    settings = CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label)
+    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
+        spec = src.describe(table)
+        try:
+            result = copy_table(src, tgt, spec, settings)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                write_audit(tgt, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}"))
+            raise
+        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result))
+        return result.as_dict()
+
+
+def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str]) -> list[dict[str, object]]:
+    """Compare exact row counts of every table; log the table.
+
+    Returns:
+        ``CountRow.as_dict()`` per table.
+
+    Raises:
+        AirflowFailException: some count differs.
+    """
+    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
+        return [r.as_dict() for r in compare_counts(src, tgt, tables)]
+
+
+def summarise(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:
+    """Log and return the per-table source/target row-count table with each copy's figures."""
+    from include.replication.core.validate import CountRow
+
+    text = format_count_table([CountRow(c["table"], c["source_rows"], c["target_rows"]) for c in counts])
+    by_table = {c["table"]: c for c in copies if c}
+    lines = [text, "", f"{'table':<20} {'MB':>10} {'batches':>8} {'spills':>7} {'high-water MB':>14} {'seconds':>9}"]
+    for name in sorted(by_table):
+        c = by_table[name]
+        lines.append(
+            f"{name:<20} {c['bytes'] / 1e6:>10.1f} {c['batches']:>8} {c['spill_files']:>7} "
+            f"{c['high_water_bytes'] / 2**20:>14.1f} {c['seconds']:>9.2f}"
+        )
+    report = "\n".join(lines)
+    log.info("replication summary:\n%s", report)
+    return report

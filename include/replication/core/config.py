@@ -1,0 +1,130 @@
+"""Run configuration: DAG params and environment become one frozen, validated object.
+
+This is the only module (with :mod:`connections`) that reads environment variables. Values are
+validated once, here, at the edge; everything downstream trusts :class:`CopySettings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from include.replication.core.errors import ConfigurationError
+
+__all__ = ["MiB", "IN_FLIGHT_BATCHES", "CopySettings", "DEFAULT_SPILL_ROOT_ENV", "default_batch_bytes", "default_spill_root"]
+
+MiB = 1024 * 1024
+IN_FLIGHT_BATCHES = 12
+"""Batches' worth of memory the copy stages hold outside the buffer (see ``buffer_budget_bytes``)."""
+DEFAULT_SPILL_ROOT_ENV = "STACKOVERFLOW_SPILL_ROOT"
+"""Environment variable naming the spill root directory (default: ``<tmp>/stackoverflow-spill``)."""
+
+
+def default_batch_bytes(budget_bytes: int) -> int:
+    """Default RecordBatch size for a memory budget: budget / 32, between 64 KiB and 8 MiB (bytes).
+
+    Besides the batches the buffer holds, each stage keeps a few batches of its own in flight
+    (the reader's, the spill writer's, the spill read-ahead, the COPY writer's); measured with the
+    memory benchmark at 1 GB of Posts, those cost ~99 MiB of RSS at 8 MiB batches and ~57 MiB at
+    4 MiB, so the default is 4 MiB at the 128 MiB budget.
+    """
+    return min(8 * MiB, max(budget_bytes // 32, 64 * 1024))
+
+
+def default_spill_root() -> Path:
+    """``$STACKOVERFLOW_SPILL_ROOT`` if set, else ``<system temp dir>/stackoverflow-spill``."""
+    env = os.environ.get(DEFAULT_SPILL_ROOT_ENV)
+    return Path(env) if env else Path(tempfile.gettempdir()) / "stackoverflow-spill"
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    """How one table is copied.
+
+    Attributes:
+        memory_budget_bytes: most bytes of row data the SpillingBuffer holds in memory (bytes).
+        batch_rows: most rows per RecordBatch.
+        batch_bytes: target bytes per RecordBatch (bytes); one row larger than this travels alone.
+        spill_root: directory under which each task attempt gets its own spill directory.
+        overlap: True runs the reader on its own thread concurrently with the writer.
+        run_id: the Airflow run id (audit key).
+        attempt: the task attempt number, 1-based (audit).
+        label: extra words for the spill directory name and logs (e.g. the DAG id).
+        parallel_ranges: copy the table as this many primary-key ranges at once, each with its
+            own reader, buffer (a share of the budget) and target connection; 1 = one stream.
+            Needs a single integer primary key on a source and target that support key ranges;
+            otherwise one stream is used.
+    """
+
+    memory_budget_bytes: int = 128 * MiB
+    batch_rows: int = 50_000
+    batch_bytes: int = 4 * MiB
+    spill_root: Path = field(default_factory=default_spill_root)
+    overlap: bool = True
+    run_id: str = "manual"
+    attempt: int = 1
+    label: str = "copy"
+    parallel_ranges: int = 1
+
+    @property
+    def buffer_budget_bytes(self) -> int:
+        """Bytes the SpillingBuffer may hold: the memory budget minus the batches in flight.
+
+        Besides the buffer, the stages of a copy each hold batches of their own: the reader's
+        current batch and re-chunking, the Parquet spill writer, the spill read-ahead, the COPY
+        writer. Measured one by one in fresh processes (benchmarks/results/memory_benchmark.md),
+        they came to about ``IN_FLIGHT_BATCHES`` (12) batches' worth of memory at 8 MiB batches
+        (reader 2.3, spill writer 2.5, spill reader 4.2, COPY writer 3.5). Reserving them keeps
+        the whole task, not just the buffer, within ``memory_budget_bytes`` of row data. Never
+        less than two batches.
+        """
+        return max(2 * self.batch_bytes, self.memory_budget_bytes - IN_FLIGHT_BATCHES * self.batch_bytes)
+
+    def __post_init__(self) -> None:
+        if self.memory_budget_bytes < 1 * MiB:
+            raise ConfigurationError(f"memory budget must be at least 1 MiB, got {self.memory_budget_bytes} bytes")
+        if self.batch_rows < 1:
+            raise ConfigurationError(f"batch_rows must be positive, got {self.batch_rows}")
+        if not 1 <= self.parallel_ranges <= 16:
+            raise ConfigurationError(f"parallel_ranges must be 1..16, got {self.parallel_ranges}")
+        if self.batch_bytes < 64 * 1024:
+            raise ConfigurationError(f"batch_bytes must be at least 64 KiB, got {self.batch_bytes}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], *, run_id: str = "manual", attempt: int = 1, label: str = "copy") -> CopySettings:
+        """Build settings from DAG params.
+
+        Recognised keys: ``memory_budget_mib`` (int, MiB), ``batch_rows`` (int), ``batch_mib``
+        (number, MiB; default: :func:`default_batch_bytes`), ``spill_root`` (str; empty = default),
+        ``overlap`` (bool), ``parallel_ranges`` (int, 1..16).
+
+        Raises:
+            ConfigurationError: a value has the wrong type or range.
+        """
+        try:
+            budget = int(params.get("memory_budget_mib", 128)) * MiB
+            batch_rows = int(params.get("batch_rows", 50_000))
+            parallel = int(params.get("parallel_ranges", 1))
+            batch_mib = params.get("batch_mib")
+            batch_bytes = int(float(batch_mib) * MiB) if batch_mib else default_batch_bytes(budget)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"bad numeric DAG param: {exc}") from exc
+        spill = params.get("spill_root") or None
+        overlap = params.get("overlap", True)
+        if not isinstance(overlap, bool):
+            raise ConfigurationError(f"overlap must be true or false, got {overlap!r}")
+        return cls(
+            memory_budget_bytes=budget,
+            batch_rows=batch_rows,
+            batch_bytes=batch_bytes,
+            spill_root=Path(spill) if spill else default_spill_root(),
+            overlap=overlap,
+            run_id=run_id,
+            attempt=attempt,
+            label=label,
+            parallel_ranges=parallel,
+        )

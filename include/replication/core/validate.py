@@ -1,0 +1,78 @@
+"""Validation: source and target row counts per table, as a report and a pass/fail verdict."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from include.replication.core.endpoints import Source, Target
+from include.replication.core.errors import ValidationError
+
+__all__ = ["CountRow", "compare_counts", "format_count_table"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CountRow:
+    """Row counts of one table.
+
+    Attributes:
+        table: table name.
+        source_rows: exact ``COUNT(*)`` in the source (rows).
+        target_rows: exact ``COUNT(*)`` in the target (rows).
+    """
+
+    table: str
+    source_rows: int
+    target_rows: int
+
+    @property
+    def ok(self) -> bool:
+        """True when both counts are equal."""
+        return self.source_rows == self.target_rows
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain dict with an ``ok`` key (XCom-serialisable)."""
+        return {**asdict(self), "ok": self.ok}
+
+
+def compare_counts(source: Source, target: Target, tables: list[str], *, raise_on_mismatch: bool = True) -> list[CountRow]:
+    """Count every table in source and target.
+
+    Args:
+        source: open source.
+        target: open target.
+        tables: source table names.
+        raise_on_mismatch: raise when any count differs.
+
+    Returns:
+        One :class:`CountRow` per table, in the given order.
+
+    Raises:
+        ValidationError: a count differs (names the tables), when ``raise_on_mismatch``.
+    """
+    rows = []
+    for name in tables:
+        spec = source.describe(name)
+        rows.append(CountRow(name, source.count_rows(spec), target.count_rows(spec)))
+    log.info("row counts, source vs target:\n%s", format_count_table(rows))
+    bad = [r for r in rows if not r.ok]
+    if bad and raise_on_mismatch:
+        raise ValidationError(
+            "row counts differ: " + ", ".join(f"{r.table} {r.source_rows} != {r.target_rows}" for r in bad)
+        )
+    return rows
+
+
+def format_count_table(rows: list[CountRow]) -> str:
+    """A fixed-width text table: table, source rows, target rows, OK/DIFF, and a total line."""
+    width = max([len(r.table) for r in rows] + [5])
+    lines = [f"{'table':<{width}}  {'source':>12}  {'target':>12}  check", "-" * (width + 36)]
+    for r in rows:
+        lines.append(f"{r.table:<{width}}  {r.source_rows:>12,}  {r.target_rows:>12,}  {'OK' if r.ok else 'DIFF'}")
+    total_s = sum(r.source_rows for r in rows)
+    total_t = sum(r.target_rows for r in rows)
+    lines.append("-" * (width + 36))
+    lines.append(f"{'total':<{width}}  {total_s:>12,}  {total_t:>12,}  {'OK' if total_s == total_t and all(r.ok for r in rows) else 'DIFF'}")
+    return "\n".join(lines)

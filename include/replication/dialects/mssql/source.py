@@ -1,0 +1,424 @@
+"""SQL Server source: catalog from ``sys.*`` views, RecordBatches through pymssql ``fetchmany``.
+
+Catalog: types come from ``sys.columns`` joined to ``sys.types`` on the column's *system* type
+(so alias types such as ``sysname`` resolve to their base type), never from DB-API type codes
+(pymssql reports ``float`` and ``int`` with the same code). Lengths are converted to characters
+for ``nchar``/``nvarchar`` (``max_length / 2``); ``(max)`` is ``-1``; ``text``/``ntext``/
+``image``/``xml`` are unbounded (``-1``). The fractional-second digits of ``time``/``datetime2``/
+``datetimeoffset`` (``sys.columns.scale``) go to ``ColumnSpec.precision``. Identity seed,
+increment and last value come from ``sys.identity_columns``, keys and indexes from
+``sys.indexes``/``sys.index_columns``, foreign keys from ``sys.foreign_keys``, the row estimate
+from ``sys.partitions`` (heap or clustered index).
+
+Reader: one pymssql connection per copy unit (``read_batches`` opens and closes its own), ``SET
+TEXTSIZE 2147483647`` so ``(max)``/``text`` values are not cut at the driver's default, ``ORDER BY``
+the primary key, ``fetchmany`` windows sized by bytes, rows converted column by column
+(:mod:`..mssql_convert`). Precision pymssql loses and the policy for it are described in
+:mod:`..mssql_convert`.
+
+NOT verified against a real SQL Server on the machine this was written on (no Docker engine); the
+integration suite ``tests/integration/test_mssql_roundtrip.py`` runs it when
+``STACKOVERFLOW_MSSQL_TEST_URI`` names a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, ForeignKeySpec, IdentitySpec, IndexSpec, TableSpec
+from include.replication.core.ddl import qualified, quote_ident
+from include.replication.core.endpoints import Endpoint
+from include.replication.core.errors import ConfigurationError, ReplicationError, SourceError
+from include.replication.core.typemap import arrow_schema, select_expression
+from include.replication.dialects.mssql.convert import (
+    estimate_row_bytes,
+    group_rows_by_bytes,
+    next_fetch_size,
+    rows_to_batch,
+)
+
+__all__ = [
+    "MssqlSource",
+    "connect_mssql",
+    "column_from_catalog",
+    "select_sql",
+    "TABLES_SQL",
+    "COLUMNS_SQL",
+    "IDENTITY_SQL",
+    "INDEXES_SQL",
+    "FOREIGN_KEYS_SQL",
+    "ROW_ESTIMATE_SQL",
+]
+
+log = logging.getLogger(__name__)
+
+TEXTSIZE_SQL = "SET TEXTSIZE 2147483647"
+"""Sent first on every reader session: without it FreeTDS cuts (max)/text values."""
+
+TABLES_SQL = """
+SELECT t.name
+FROM sys.tables AS t
+JOIN sys.schemas AS s ON s.schema_id = t.schema_id
+WHERE s.name = %s AND t.is_ms_shipped = 0
+ORDER BY t.name
+"""
+
+COLUMNS_SQL = """
+SELECT c.name, bt.name AS base_type, ut.is_assembly_type, ut.name AS declared_type, c.max_length,
+       c.precision, c.scale, c.is_nullable, c.is_identity
+FROM sys.columns AS c
+JOIN sys.types AS ut ON ut.user_type_id = c.user_type_id
+LEFT JOIN sys.types AS bt ON bt.user_type_id = c.system_type_id
+WHERE c.object_id = OBJECT_ID(%s)
+ORDER BY c.column_id
+"""
+
+IDENTITY_SQL = """
+SELECT ic.name, CAST(ic.seed_value AS bigint), CAST(ic.increment_value AS bigint),
+       CAST(ic.last_value AS bigint)
+FROM sys.identity_columns AS ic
+WHERE ic.object_id = OBJECT_ID(%s)
+"""
+
+INDEXES_SQL = """
+SELECT i.name, i.is_primary_key, i.is_unique, i.type, i.has_filter, c.name AS column_name,
+       ic.key_ordinal, ic.is_included_column
+FROM sys.indexes AS i
+JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id
+JOIN sys.columns AS c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
+WHERE i.object_id = OBJECT_ID(%s) AND i.is_hypothetical = 0 AND i.type IN (1, 2)
+ORDER BY i.index_id, ic.is_included_column, ic.key_ordinal, ic.index_column_id
+"""
+
+FOREIGN_KEYS_SQL = """
+SELECT fk.name, pc.name AS column_name, rt.name AS ref_table, rc.name AS ref_column
+FROM sys.foreign_keys AS fk
+JOIN sys.foreign_key_columns AS fkc ON fkc.constraint_object_id = fk.object_id
+JOIN sys.columns AS pc ON pc.object_id = fkc.parent_object_id AND pc.column_id = fkc.parent_column_id
+JOIN sys.tables AS rt ON rt.object_id = fkc.referenced_object_id
+JOIN sys.columns AS rc ON rc.object_id = fkc.referenced_object_id AND rc.column_id = fkc.referenced_column_id
+WHERE fk.parent_object_id = OBJECT_ID(%s)
+ORDER BY fk.name, fkc.constraint_column_id
+"""
+
+ROW_ESTIMATE_SQL = """
+SELECT COALESCE(SUM(p.rows), 0)
+FROM sys.partitions AS p
+WHERE p.object_id = OBJECT_ID(%s) AND p.index_id IN (0, 1)
+"""
+
+_UNICODE = {"nchar", "nvarchar"}
+_UNBOUNDED = {"text", "ntext", "image", "xml"}
+_LENGTHED = {"char", "varchar", "nchar", "nvarchar", "binary", "varbinary"}
+_FRACTIONAL = {"time", "datetime2", "datetimeoffset"}
+_NUMERIC = {"decimal", "numeric"}
+
+
+def connect_mssql(endpoint: Endpoint, *, autocommit: bool = False, database: str | None = None) -> Any:
+    """Open a pymssql connection from an :class:`Endpoint`.
+
+    Driver options are read by name from ``endpoint.options``: ``tds_version`` (default ``7.4``),
+    ``login_timeout`` and ``timeout`` (seconds), ``appname``, ``encryption``.
+
+    Args:
+        endpoint: a ``mssql`` endpoint.
+        autocommit: pymssql autocommit mode.
+        database: database to open instead of ``endpoint.database`` (e.g. ``master``).
+
+    Returns:
+        A ``pymssql.Connection``.
+
+    Raises:
+        Exception: whatever ``pymssql.connect`` raises (callers wrap it with the endpoint described
+            without its password).
+    """
+    import pymssql
+
+    opts = endpoint.options
+    kwargs: dict[str, Any] = {
+        "server": endpoint.host or "localhost",
+        "port": str(endpoint.port or 1433),
+        "user": endpoint.user,
+        "password": endpoint.password,
+        "database": database if database is not None else endpoint.database,
+        "autocommit": autocommit,
+        "tds_version": opts.get("tds_version", "7.4"),
+        "charset": "UTF-8",
+    }
+    if "login_timeout" in opts:
+        kwargs["login_timeout"] = int(opts["login_timeout"])
+    if "timeout" in opts:
+        kwargs["timeout"] = int(opts["timeout"])
+    if "appname" in opts:
+        kwargs["appname"] = opts["appname"]
+    if "encryption" in opts:
+        kwargs["encryption"] = opts["encryption"]
+    return pymssql.connect(**kwargs)
+
+
+def column_from_catalog(row: tuple[Any, ...], table: str = "?") -> ColumnSpec:
+    """Build a :class:`ColumnSpec` from one row of :data:`COLUMNS_SQL`.
+
+    Args:
+        row: ``(name, base_type, is_assembly_type, declared_type, max_length (bytes), precision,
+            scale, is_nullable, is_identity)``.
+        table: qualified table name, for messages.
+
+    Returns:
+        The column with its normalised type; length in characters (``nchar``/``nvarchar``: bytes
+        / 2) or bytes, ``-1`` for ``(max)`` and unbounded types; ``precision`` = fractional
+        digits for time types, decimal precision for decimal/numeric; ``scale`` for decimal/numeric.
+        CLR types (``hierarchyid``, ``geometry``, ``geography``) keep their own name, so
+        ``typemap`` rejects them with ``UnsupportedTypeError`` before any copy.
+    """
+    name, base, is_assembly, declared, max_length, precision, scale, nullable, identity = row
+    typ = str(declared if (is_assembly or base is None) else base).lower()
+    if typ == "rowversion":
+        typ = "timestamp"
+    length: int | None = None
+    if typ in _LENGTHED:
+        ml = int(max_length)
+        length = MAX_LENGTH if ml == -1 else (ml // 2 if typ in _UNICODE else ml)
+    elif typ in _UNBOUNDED:
+        length = MAX_LENGTH
+    prec: int | None = None
+    sc: int | None = None
+    if typ in _NUMERIC:
+        prec, sc = int(precision), int(scale)
+    elif typ in _FRACTIONAL:
+        prec = int(scale)
+    return ColumnSpec(
+        name=str(name),
+        source_type=typ,
+        length=length,
+        precision=prec,
+        scale=sc,
+        nullable=bool(nullable),
+        identity=bool(identity),
+    )
+
+
+def select_sql(spec: TableSpec) -> str:
+    """The reader's ``SELECT``: every column (through the typemap ``select`` template where one is
+    set, aliased back to its name), ``ORDER BY`` the primary key (else every column, for a stable
+    order).
+
+    Raises:
+        UnsupportedTypeError: a column type outside the type map.
+    """
+    cols = []
+    for c in spec.columns:
+        q = quote_ident(c.name, "mssql")
+        expr = select_expression(spec, c, q)
+        cols.append(expr if expr == q else f"{expr} AS {q}")
+    order = spec.primary_key or spec.column_names
+    order_sql = ", ".join(quote_ident(c, "mssql") for c in order)
+    return f"SELECT {', '.join(cols)} FROM {qualified(spec.schema, spec.name, 'mssql')} ORDER BY {order_sql}"
+
+
+def _wrap(exc: Exception, message: str, table: str | None = None) -> SourceError:
+    retryable = type(exc).__name__ in {"OperationalError", "InterfaceError"}
+    return SourceError(f"{message}: {exc}", table=table, retryable=retryable)
+
+
+class MssqlSource:
+    """A SQL Server database read through pymssql (implements :class:`endpoints.Source`).
+
+    The catalog connection is opened on first use; every ``read_batches`` call opens its own
+    session (one per copy unit) and closes it on every path.
+
+    Args:
+        endpoint: a ``mssql`` endpoint (``schema`` defaults to ``dbo``).
+    """
+
+    dialect = "mssql"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.schema = endpoint.default_schema
+        self._conn: Any = None
+
+    def _catalog_conn(self) -> Any:
+        if self._conn is None:
+            try:
+                self._conn = connect_mssql(self.endpoint, autocommit=True)
+            except Exception as exc:
+                raise _wrap(exc, f"cannot connect to {self.endpoint.describe()}") from exc
+        return self._conn
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self._catalog_conn()
+        try:
+            cur = conn.cursor()
+            try:
+                if params:
+                    cur.execute(sql, params)
+                else:
+                    cur.execute(sql)
+                return list(cur.fetchall())
+            finally:
+                cur.close()
+        except Exception as exc:
+            raise _wrap(exc, "catalog query failed") from exc
+
+    def list_tables(self, schema: str | None = None) -> list[str]:
+        """Names of the user tables in ``schema`` (default ``dbo``), sorted.
+
+        Raises:
+            SourceError: the query failed.
+        """
+        return [str(r[0]) for r in self._query(TABLES_SQL, (schema or self.schema,))]
+
+    def describe(self, table: str, schema: str | None = None) -> TableSpec:
+        """Read the catalog of one table.
+
+        Returns:
+            TableSpec with dialect ``mssql``.
+
+        Raises:
+            ConfigurationError: the table does not exist.
+            SourceError: a catalog query failed.
+        """
+        schema = schema or self.schema
+        obj = qualified(schema, table, "mssql")
+        qname = f"{schema}.{table}"
+        rows = self._query(COLUMNS_SQL, (obj,))
+        if not rows:
+            raise ConfigurationError("table not found in the source catalog", table=qname)
+        columns = tuple(column_from_catalog(r, qname) for r in rows)
+        identity = None
+        for name, seed, inc, last in self._query(IDENTITY_SQL, (obj,)):
+            identity = IdentitySpec(str(name), int(seed), int(inc), None if last is None else int(last))
+        pk: tuple[str, ...] = ()
+        pk_name: str | None = None
+        indexes: dict[str, dict[str, Any]] = {}
+        for name, is_pk, is_unique, _typ, has_filter, col, _ordinal, included in self._query(INDEXES_SQL, (obj,)):
+            entry = indexes.setdefault(str(name), {"pk": bool(is_pk), "unique": bool(is_unique), "cols": [], "lost": []})
+            if has_filter and "filter" not in entry["lost"]:
+                entry["lost"].append("filter")
+            if included:
+                entry["lost"].append(f"INCLUDE {col}")
+            else:
+                entry["cols"].append(str(col))
+        secondary = []
+        for name, entry in indexes.items():
+            if entry["pk"]:
+                pk, pk_name = tuple(entry["cols"]), name
+                continue
+            if entry["lost"]:
+                log.warning("index %s on %s: %s not reproduced in the target", name, qname, ", ".join(entry["lost"]))
+            secondary.append(IndexSpec(name, tuple(entry["cols"]), entry["unique"]))
+        fks: dict[str, dict[str, Any]] = {}
+        for name, col, ref_table, ref_col in self._query(FOREIGN_KEYS_SQL, (obj,)):
+            fk = fks.setdefault(str(name), {"cols": [], "ref_table": str(ref_table), "ref_cols": []})
+            fk["cols"].append(str(col))
+            fk["ref_cols"].append(str(ref_col))
+        estimate = int(self._query(ROW_ESTIMATE_SQL, (obj,))[0][0] or 0)
+        spec = TableSpec(
+            name=table,
+            columns=columns,
+            schema=schema,
+            primary_key=pk,
+            primary_key_name=pk_name,
+            identity=identity,
+            indexes=tuple(secondary),
+            foreign_keys=tuple(
+                ForeignKeySpec(n, tuple(f["cols"]), f["ref_table"], tuple(f["ref_cols"])) for n, f in fks.items()
+            ),
+            row_estimate=estimate,
+            dialect="mssql",
+        )
+        arrow_schema(spec)  # UnsupportedTypeError (table, column, type) before any row is copied
+        return spec
+
+    def count_rows(self, spec: TableSpec) -> int:
+        """Exact ``COUNT_BIG(*)`` of the table (rows).
+
+        Raises:
+            SourceError: the query failed.
+        """
+        return int(self._query(f"SELECT COUNT_BIG(*) FROM {qualified(spec.schema, spec.name, 'mssql')}")[0][0])
+
+    def read_batches(self, spec: TableSpec, *, batch_rows: int, batch_bytes: int) -> Iterator[pa.RecordBatch]:
+        """Stream the table ordered by primary key as RecordBatches with ``arrow_schema(spec)``.
+
+        Opens one pymssql session for the call, sends ``SET TEXTSIZE 2147483647``, runs
+        :func:`select_sql` and reads it with ``fetchmany`` windows sized from the observed bytes
+        per row (:func:`mssql_convert.next_fetch_size`).
+
+        Args:
+            spec: the table's catalog (from :meth:`describe`).
+            batch_rows: at most this many rows per batch.
+            batch_bytes: about this many bytes per batch; one larger row travels alone.
+
+        Yields:
+            ``pa.RecordBatch`` with ``arrow_schema(spec)``, at most ``batch_rows`` rows.
+
+        Raises:
+            UnsupportedTypeError: a column type outside the type map (before any query).
+            DataError: a value its Arrow type cannot hold exactly (table, column, key).
+            SourceError: the connection or the query failed.
+        """
+        schema = arrow_schema(spec)
+        sql = select_sql(spec)
+        started = time.monotonic()
+        rows_total = bytes_total = batches = 0
+        try:
+            conn = connect_mssql(self.endpoint, autocommit=True)
+        except Exception as exc:
+            raise _wrap(exc, f"cannot connect to {self.endpoint.describe()}", spec.qualified_name) from exc
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute(TEXTSIZE_SQL)
+                cur.execute(sql)
+                observed = {"rows": 0, "bytes": 0}
+
+                def fetched() -> Iterator[tuple[Any, ...]]:
+                    while True:
+                        size = next_fetch_size(observed["bytes"], observed["rows"], batch_rows=batch_rows, batch_bytes=batch_bytes)
+                        window = cur.fetchmany(size)
+                        if not window:
+                            return
+                        for row in window:
+                            observed["rows"] += 1
+                            observed["bytes"] += estimate_row_bytes(row)
+                            yield row
+
+                for rows in group_rows_by_bytes(fetched(), batch_rows=batch_rows, batch_bytes=batch_bytes):
+                    batch = rows_to_batch(spec, rows, schema)
+                    rows_total += batch.num_rows
+                    bytes_total += batch.nbytes
+                    batches += 1
+                    yield batch
+            finally:
+                cur.close()
+        except ReplicationError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc, "reading rows failed", spec.qualified_name) from exc
+        finally:
+            conn.close()
+        log.info(
+            "read %s: %d rows, %d batches, %d bytes, %.2f s",
+            spec.qualified_name, rows_total, batches, bytes_total, time.monotonic() - started,
+        )
+
+    def close(self) -> None:
+        """Close the catalog connection. Idempotent."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def __enter__(self) -> MssqlSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,467 @@
+"""SQL Server target: database and tables from the mapped T-SQL DDL, rows through chunked
+``executemany`` of multi-row ``INSERT ... VALUES`` statements over pymssql.
+
+One copy unit is one transaction on one connection (pymssql with ``autocommit=False``)::
+
+    TRUNCATE TABLE t; SET IDENTITY_INSERT t ON      -- begin_unit
+    INSERT INTO t (...) VALUES (...), (...), ...    -- write_batches, chunks of chunk_rows(columns)
+    SELECT COUNT_BIG(*) FROM t                      -- commit_unit: count check
+    SET IDENTITY_INSERT t OFF; COMMIT
+    PK, indexes, DBCC CHECKIDENT (t, RESEED, max)   -- finish_table
+
+``TRUNCATE TABLE`` is transactional in SQL Server, so a failed unit rolls back to the previous rows
+and a retry replaces them: the unit is idempotent. pymssql substitutes parameters on the client
+(``_mssql._quote_simple_value``), so every value is turned into an exact literal first by
+:func:`mssql_convert.batch_to_params` (binary as ``bytearray`` -> ``0x..``). Each statement holds at
+most ``min(1000, floor(2099 / columns))`` rows (:func:`mssql_convert.chunk_rows`) and about
+``statement_bytes`` bytes of SQL text.
+
+NOT verified against a real SQL Server on the machine this was written on (no Docker engine);
+the SQL it sends is unit-tested (sqlglot tsql parser, recorded cursor calls) and the integration
+suite runs it when ``STACKOVERFLOW_MSSQL_TEST_URI`` names a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from include.replication.core.catalog import TableSpec
+from include.replication.core.checks import check_batch
+from include.replication.core.ddl import (
+    MSSQL_CS_AS_COLLATION,
+    create_table_sql,
+    drop_keys_sql,
+    index_sql,
+    primary_key_sql,
+    qualified,
+    quote_ident,
+)
+from include.replication.core.endpoints import Endpoint
+from include.replication.core.errors import ConfigurationError, ReplicationError, TargetError, ValidationError
+from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
+from include.replication.dialects.mssql.source import connect_mssql
+
+__all__ = [
+    "MssqlTarget",
+    "insert_sql",
+    "identity_insert_sql",
+    "checkident_sql",
+    "create_database_sql",
+    "create_schema_sql",
+    "drop_table_sql",
+    "write_rows",
+    "DEFAULT_STATEMENT_BYTES",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATEMENT_BYTES = 32 * 1024 * 1024
+"""Budget of SQL text per INSERT statement (bytes); a larger single row is sent alone."""
+
+
+def _literal(text: str) -> str:
+    return "N'" + text.replace("'", "''") + "'"
+
+
+def _placeholder_safe(sql: str, what: str) -> str:
+    # pymssql treats every %s / %d in the statement as a placeholder and has no escape for it
+    if "%s" in sql or "%d" in sql:
+        raise ConfigurationError(f"{what} contains '%s' or '%d', which pymssql would read as a parameter placeholder")
+    return sql
+
+
+def insert_sql(table: str, schema: str, columns: Sequence[str], rows: int) -> str:
+    """``INSERT INTO [schema].[table] ([c1], ...) VALUES (%s, ...), ...`` for ``rows`` rows.
+
+    Args:
+        table: target table name.
+        schema: target schema.
+        columns: column names in order.
+        rows: rows in the VALUES list (1..1000).
+
+    Raises:
+        ConfigurationError: an identifier contains ``%s``/``%d`` (pymssql placeholders), or
+            ``rows`` is outside 1..1000.
+    """
+    if not 1 <= rows <= 1000:
+        raise ConfigurationError(f"a VALUES list holds 1..1000 rows, got {rows}", table=f"{schema}.{table}")
+    head = f"INSERT INTO {qualified(schema, table, 'mssql')} ({', '.join(quote_ident(c, 'mssql') for c in columns)}) VALUES "
+    _placeholder_safe(head, f"table {schema}.{table}")
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return head + ", ".join([one] * rows)
+
+
+def identity_insert_sql(table: str, schema: str, on: bool) -> str:
+    """``SET IDENTITY_INSERT [schema].[table] ON|OFF``."""
+    return f"SET IDENTITY_INSERT {qualified(schema, table, 'mssql')} {'ON' if on else 'OFF'}"
+
+
+def checkident_sql(table: str, schema: str, value: int) -> str:
+    """``DBCC CHECKIDENT (N'[schema].[table]', RESEED, value)``: the next identity becomes
+    ``value + increment``."""
+    return f"DBCC CHECKIDENT ({_literal(qualified(schema, table, 'mssql'))}, RESEED, {int(value)})"
+
+
+def create_database_sql(database: str) -> str:
+    """``IF DB_ID(N'db') IS NULL CREATE DATABASE [db]`` (run in autocommit on ``master``)."""
+    return f"IF DB_ID({_literal(database)}) IS NULL CREATE DATABASE {quote_ident(database, 'mssql')}"
+
+
+def create_schema_sql(schema: str) -> str:
+    """``IF SCHEMA_ID(N's') IS NULL EXEC(N'CREATE SCHEMA [s]')`` (CREATE SCHEMA must start a batch)."""
+    inner = f"CREATE SCHEMA {quote_ident(schema, 'mssql')}"
+    return f"IF SCHEMA_ID({_literal(schema)}) IS NULL EXEC({_literal(inner)})"
+
+
+def drop_table_sql(table: str, schema: str) -> str:
+    """``DROP TABLE IF EXISTS [schema].[table]`` (SQL Server 2016+)."""
+    return f"DROP TABLE IF EXISTS {qualified(schema, table, 'mssql')}"
+
+
+def write_rows(
+    cursor: Any,
+    spec: TableSpec,
+    batch: pa.RecordBatch,
+    *,
+    schema: str,
+    table: str | None = None,
+    statement_bytes: int = DEFAULT_STATEMENT_BYTES,
+) -> int:
+    """Write one RecordBatch through ``cursor.executemany`` in chunks.
+
+    Rows are cut into chunks of at most :func:`chunk_rows` rows and about ``statement_bytes``
+    bytes of literal text; consecutive chunks of the same row count share one ``executemany`` call
+    whose parameter sequence holds one flattened tuple per chunk (one multi-row INSERT each).
+
+    Args:
+        cursor: a DB-API cursor (pymssql) inside the unit's transaction.
+        spec: the table.
+        batch: RecordBatch with ``arrow_schema(spec)``.
+        schema: target schema.
+        table: target table name (default ``spec.name``).
+        statement_bytes: SQL text budget per statement (bytes).
+
+    Returns:
+        Rows written (``batch.num_rows``); 0 rows makes no call.
+
+    Raises:
+        DataError: a value SQL Server cannot hold (NUL in text, too long, NaN), naming the key.
+        ConfigurationError: identifiers unusable with pymssql placeholders.
+    """
+    if batch.num_rows == 0:
+        return 0
+    check_batch(spec, batch, reject_nul=True, length_unit="utf16")
+    rows = batch_to_params(spec, batch, write_plan(spec))
+    names = spec.column_names
+    limit = chunk_rows(len(names))
+    chunks = plan_chunks([param_bytes(r) for r in rows], limit, statement_bytes)
+    i = 0
+    while i < len(chunks):
+        size = chunks[i][1] - chunks[i][0]
+        j = i
+        seq = []
+        while j < len(chunks) and chunks[j][1] - chunks[j][0] == size:
+            start, stop = chunks[j]
+            seq.append(tuple(v for row in rows[start:stop] for v in row))
+            j += 1
+        cursor.executemany(insert_sql(table or spec.name, schema, names, size), seq)
+        i = j
+    return len(rows)
+
+
+class MssqlTarget:
+    """A SQL Server database written through pymssql (implements :class:`endpoints.Target`).
+
+    Tables go to the endpoint's schema (default ``dbo``) under the source table's name. Text
+    columns of tables copied from PostgreSQL get the case- and accent-sensitive collation
+    :data:`ddl.MSSQL_CS_AS_COLLATION` (PostgreSQL compares case-sensitively).
+
+    Args:
+        endpoint: a ``mssql`` endpoint; option ``statement_mib`` (SQL text per INSERT, MiB) is read
+            by name besides the driver options of :func:`sources.mssql.connect_mssql`.
+
+    Raises:
+        TargetError: the connection failed (retryable).
+    """
+
+    dialect = "mssql"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.schema = endpoint.default_schema
+        self.statement_bytes = int(float(endpoint.options.get("statement_mib", 32)) * 1024 * 1024)
+        self._database_checked = False
+        self._identity_on: str | None = None
+        self._conn: Any = None
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._ensure_database()
+            try:
+                self._conn = connect_mssql(self.endpoint, autocommit=False)
+            except Exception as exc:
+                raise TargetError(f"cannot connect to {self.endpoint.describe()}: {exc}") from exc
+        return self._conn
+
+    def _ensure_database(self) -> None:
+        if self._database_checked:
+            return
+        try:
+            conn = connect_mssql(self.endpoint, autocommit=True, database="master")
+        except Exception as exc:
+            raise TargetError(f"cannot connect to {self.endpoint.describe()} (master): {exc}") from exc
+        try:
+            cur = conn.cursor()
+            cur.execute(create_database_sql(self.endpoint.database))
+            cur.close()
+        except Exception as exc:
+            raise TargetError(f"cannot create database {self.endpoint.database}: {exc}") from exc
+        finally:
+            conn.close()
+        self._database_checked = True
+
+    def _name(self, spec: TableSpec) -> str:
+        return qualified(self.schema, spec.name, "mssql")
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._connection().cursor()
+        try:
+            if params:
+                cur.execute(sql, tuple(params))
+            else:
+                cur.execute(sql)
+            return list(cur.fetchall()) if cur.description else []
+        finally:
+            cur.close()
+
+    def _collation(self, spec: TableSpec) -> str | None:
+        return MSSQL_CS_AS_COLLATION if spec.dialect == "postgresql" else None
+
+    def _identity(self, spec: TableSpec, on: bool) -> None:
+        if spec.identity is None:
+            return
+        self._run(identity_insert_sql(spec.name, self.schema, on))
+        self._identity_on = spec.name if on else None
+
+    # -- protocol --------------------------------------------------------------------------------
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run one statement (``%s`` placeholders) and commit; return its rows.
+
+        Raises:
+            TargetError: the statement failed (rolled back).
+        """
+        try:
+            rows = self._run(sql, params)
+            self._conn.commit()
+            return rows
+        except ReplicationError:
+            raise
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"statement failed: {exc}") from exc
+
+    def prepare_table(self, spec: TableSpec) -> None:
+        """Create the database and schema if missing; drop and re-create the table without
+        primary key or indexes (``IDENTITY(seed, increment)`` of the source kept).
+
+        Raises:
+            UnsupportedTypeError: a column SQL Server cannot hold exactly.
+            TargetError: DDL failed.
+        """
+        ddl = create_table_sql(spec, "mssql", self.schema, text_collation=self._collation(spec))
+        try:
+            self._run(create_schema_sql(self.schema))
+            self._run(drop_table_sql(spec.name, self.schema))
+            self._run(ddl)
+            self._conn.commit()
+        except ReplicationError:
+            raise
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name) from exc
+        log.info("created %s.%s", self.schema, spec.name)
+
+    def ensure_table(self, spec: TableSpec) -> None:
+        """Create the table with its primary key if it does not exist; keep its rows if it does.
+
+        Raises:
+            TargetError: DDL failed.
+        """
+        ddl = create_table_sql(spec, "mssql", self.schema, text_collation=self._collation(spec))
+        pk = primary_key_sql(spec, "mssql", self.schema)
+        body = ddl + (";\n" + pk if pk else "")
+        sql = f"IF OBJECT_ID({_literal(self._name(spec))}, N'U') IS NULL EXEC({_literal(body)})"
+        try:
+            self._run(create_schema_sql(self.schema))
+            self._run(sql)
+            self._conn.commit()
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name) from exc
+
+    def begin_unit(self, spec: TableSpec) -> None:
+        """Start the unit's transaction: ``TRUNCATE TABLE`` (transactional) and, for a table with
+        an identity column, ``SET IDENTITY_INSERT ... ON`` on this connection.
+
+        Raises:
+            TargetError: the table is missing or locked.
+        """
+        try:
+            self._connection().rollback()
+            for sql in drop_keys_sql(spec, "mssql", self.schema):  # a retry after finish_table
+                self._run(sql)
+            self._run(f"TRUNCATE TABLE {self._name(spec)}")
+            self._identity(spec, True)
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"cannot start copy unit: {exc}", table=spec.qualified_name) from exc
+
+    def write_batches(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
+        """Write the batches with chunked ``executemany`` inside the open unit.
+
+        Returns:
+            Rows written.
+
+        Raises:
+            DataError: a value SQL Server cannot hold unchanged (table, column, key).
+            ReplicationError: whatever the batch iterator raised.
+            TargetError: an INSERT failed for another reason.
+        """
+        started = time.monotonic()
+        rows = 0
+        cur = self._connection().cursor()
+        try:
+            for batch in batches:
+                try:
+                    rows += write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
+                except ReplicationError:
+                    raise
+                except Exception as exc:
+                    raise TargetError(f"INSERT failed: {exc}", table=spec.qualified_name) from exc
+        finally:
+            cur.close()
+        log.info("wrote %s: %d rows, %.2f s", spec.qualified_name, rows, time.monotonic() - started)
+        return rows
+
+    def commit_unit(self, spec: TableSpec, expected_rows: int) -> None:
+        """Check ``COUNT_BIG(*) == expected_rows`` inside the transaction, ``SET IDENTITY_INSERT
+        OFF``, then ``COMMIT``.
+
+        Raises:
+            ValidationError: the count differs (rolled back; nothing is committed).
+            TargetError: commit failed.
+        """
+        count = int(self._run(f"SELECT COUNT_BIG(*) FROM {self._name(spec)}")[0][0])
+        if count != expected_rows:
+            self.rollback_unit()
+            raise ValidationError(
+                f"target holds {count} rows after the load, expected {expected_rows}; rolled back",
+                table=spec.qualified_name,
+            )
+        try:
+            self._identity(spec, False)
+            self._conn.commit()
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"commit failed: {exc}", table=spec.qualified_name) from exc
+
+    def rollback_unit(self) -> None:
+        """Roll back the open transaction and switch IDENTITY_INSERT off; never raises."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.rollback()
+            if self._identity_on is not None:
+                cur = self._conn.cursor()
+                cur.execute(identity_insert_sql(self._identity_on, self.schema, False))
+                cur.close()
+                self._identity_on = None
+        except Exception:  # connection already broken
+            log.debug("rollback on a broken connection ignored", exc_info=True)
+
+    def finish_table(self, spec: TableSpec) -> None:
+        """Primary key, secondary indexes, then ``DBCC CHECKIDENT (..., RESEED, max)`` so the next
+        identity is ``max(Id) + increment`` (``min`` for a negative increment; the source's last
+        value when it is further, so no Id the source already issued is reused).
+
+        Raises:
+            TargetError: a statement failed (e.g. duplicate keys when building the primary key).
+        """
+        statements = []
+        pk = primary_key_sql(spec, "mssql", self.schema)
+        if pk:
+            statements.append(pk)
+        statements += [index_sql(spec, ix, "mssql", self.schema) for ix in spec.indexes]
+        try:
+            for sql in statements:
+                self._run(sql)
+            if spec.identity is not None:
+                agg = "MAX" if spec.identity.increment > 0 else "MIN"
+                col = quote_ident(spec.identity.column, "mssql")
+                current = self._run(f"SELECT {agg}({col}) FROM {self._name(spec)}")[0][0]
+                values = [v for v in (current, spec.identity.last_value) if v is not None]
+                if values:
+                    value = max(values) if spec.identity.increment > 0 else min(values)
+                    self._run(checkident_sql(spec.name, self.schema, int(value)))
+            self._conn.commit()
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"finishing the table failed: {exc}", table=spec.qualified_name) from exc
+
+    def count_rows(self, spec: TableSpec) -> int:
+        """Exact ``COUNT_BIG(*)`` of the target table (rows)."""
+        rows = self._run(f"SELECT COUNT_BIG(*) FROM {self._name(spec)}")
+        self._conn.rollback()
+        return int(rows[0][0])
+
+    def upsert_rows(self, spec: TableSpec, key_columns: Sequence[str], batch: pa.RecordBatch) -> int:
+        """Replace the rows whose ``key_columns`` match the batch's, in one transaction (audit).
+
+        Returns:
+            Rows written.
+
+        Raises:
+            TargetError: a statement failed (rolled back).
+        """
+        where = " AND ".join(f"{quote_ident(k, 'mssql')} = %s" for k in key_columns)
+        try:
+            for row in batch.select(list(key_columns)).to_pylist():
+                self._run(f"DELETE FROM {self._name(spec)} WHERE {where}", [row[k] for k in key_columns])
+            cur = self._connection().cursor()
+            try:
+                if spec.identity is not None:
+                    self._identity(spec, True)
+                write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
+                if spec.identity is not None:
+                    self._identity(spec, False)
+            finally:
+                cur.close()
+            self._conn.commit()
+        except ReplicationError:
+            self.rollback_unit()
+            raise
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"upsert failed: {exc}", table=spec.qualified_name) from exc
+        return batch.num_rows
+
+    def close(self) -> None:
+        """Roll back anything open and close the connection. Idempotent."""
+        if self._conn is not None:
+            self.rollback_unit()
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def __enter__(self) -> MssqlTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

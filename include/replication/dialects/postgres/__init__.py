@@ -1,0 +1,1 @@
+"""PostgreSQL: ADBC connections, the catalog and RecordBatch reader, the bulk-ingest (COPY) writer."""

@@ -1,0 +1,82 @@
+"""Unit tests of the standalone check's verdict (``verify_run``) and environment: the check must
+fail on each kind of broken run, not only pass on a good one. No server, no Airflow process."""
+
+from __future__ import annotations
+
+from include.replication.core.validate import CountRow
+from tools.standalone_check import free_port, standalone_env, verify_run
+
+TABLES = ["Badges", "Posts", "Votes"]
+
+
+def _ti(task_id: str, state: str = "success", map_index: int = -1, name: str | None = None, tries: int = 1) -> dict:
+    return {"task_id": task_id, "state": state, "map_index": map_index, "rendered_map_index": name,
+            "try_number": tries}
+
+
+def _good() -> tuple[dict, list[dict], list[tuple], list[CountRow]]:
+    run = {"dag_run_id": "manual__1", "state": "success"}
+    tis = [_ti("plan"), _ti("validate"), _ti("summary")] + [
+        _ti("copy", map_index=i, name=t) for i, t in enumerate(TABLES)
+    ]
+    audit = [(t, "success", 1, 10, 1 if t == "Posts" else 0) for t in TABLES]
+    counts = [CountRow(t, 10, 10) for t in TABLES]
+    return run, tis, audit, counts
+
+
+def test_verify_run_passes_a_complete_run() -> None:
+    result = verify_run(*_good()[:2], TABLES, *_good()[2:])
+    assert result.ok, result.failures
+    assert result.run_id == "manual__1"
+    assert sum(line.startswith("  PASS") for line in result.lines) == 10
+    assert result.lines[-1] == "  info  1 spill files written over the run (audit spill_files)"
+
+
+def test_verify_run_fails_on_failed_copy_and_missing_audit_row() -> None:
+    run, tis, audit, counts = _good()
+    run["state"] = "failed"
+    tis[4]["state"] = "failed"
+    audit = [r for r in audit if r[0] != "Posts"]
+    result = verify_run(run, tis, TABLES, audit, counts)
+    assert not result.ok
+    assert any("DAG run state is success (got failed)" in f for f in result.failures)
+    assert any("not success: ['1:failed']" in f for f in result.failures)
+    assert any("{'Posts': []}" in f for f in result.failures)
+    assert len(result.failures) == 3
+
+
+def test_verify_run_fails_on_unnamed_map_index_retry_and_count_mismatch() -> None:
+    run, tis, audit, counts = _good()
+    tis[3]["rendered_map_index"] = None  # map_index_template not rendered
+    tis[5]["try_number"] = 2
+    counts[2] = CountRow("Votes", 10, 9)
+    result = verify_run(run, tis, TABLES, audit, counts)
+    assert [f.split(" (")[0] for f in result.failures] == [
+        "copy map indexes named by table",
+        "every copy succeeded on its first try",
+        "source and target COUNT(*) equal for 3 tables",
+    ]
+    assert "Votes 10!=9" in result.failures[2]
+
+
+def test_verify_run_fails_on_missing_copy_and_extra_audit_row() -> None:
+    run, tis, audit, counts = _good()
+    tis = tis[:-1]  # Votes never mapped
+    audit = audit + [("Users", "success", 1, 5, 0)]
+    result = verify_run(run, tis, TABLES, audit, counts)
+    assert any("3 mapped copy task instances (got 2)" in f for f in result.failures)
+    assert any("extra: ['Users']" in f for f in result.failures)
+
+
+def test_standalone_env_points_the_execution_api_at_the_api_port(tmp_path) -> None:
+    port = free_port()
+    env = standalone_env(tmp_path / "home", {"stackoverflow_source": "postgres://u@%2Ftmp/db"}, port, parallelism=3)
+    assert 1024 <= port <= 65535
+    assert env["AIRFLOW__API__PORT"] == str(port)
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{port}/execution/"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "3"
+    assert env["AIRFLOW_CONN_STACKOVERFLOW_SOURCE"] == "postgres://u@%2Ftmp/db"
+    assert env["AIRFLOW__API_AUTH__JWT_ISSUER"]  # PyJWT >= 2.11 refuses tokens without a string issuer
+    assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 32
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "home") and (tmp_path / "home").is_dir()
