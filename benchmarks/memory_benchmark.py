@@ -244,9 +244,10 @@ def child_copy(args: argparse.Namespace) -> Row:
     import pyarrow as pa
 
     from include.replication.core.config import CopySettings
-    from include.replication.core.endpoints import Endpoint, open_source, open_target
+    from include.replication.core.endpoint import Endpoint
     from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes
     from include.replication.core.pipeline import copy_table
+    from include.replication.dialects.registry import open_source, open_target
 
     budget = args.budget_mib * MIB
     batch_bytes = int(args.batch_mib * MIB)
@@ -307,7 +308,7 @@ def child_copy(args: argparse.Namespace) -> Row:
 
 def child_fill(args: argparse.Namespace) -> Row:
     """Fill ``args.source_db`` with synthetic Posts at ``args.scale`` in this process."""
-    from include.replication.core.endpoints import Endpoint
+    from include.replication.core.endpoint import Endpoint
     from include.stackoverflow.synthetic import fill_synthetic
 
     t0 = time.perf_counter()

@@ -195,8 +195,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Path]:
     from benchmarks.methods.child import run_in_child
     from benchmarks.methods.ours import endpoint_from_uri
     from benchmarks.methods.pipe import copy_out_bytes
-    from include.replication.core.endpoints import open_source
     from include.replication.dialects.postgres.target import PostgresTarget
+    from include.replication.dialects.registry import open_source
 
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     server = None

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from include.replication.core.audit import AUDIT_TABLE
-from include.replication.core.endpoints import open_source, open_target
 from include.replication.core.validate import compare_counts, format_count_table
+from include.replication.dialects.registry import open_source, open_target
 from tools.airflow_local import PROJECT_ROOT, airflow_env, dags_test, migrate
 from tools.localpg import start_local_postgres
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from include.replication.core.endpoints import Endpoint
+from include.replication.core.endpoint import Endpoint
+from include.replication.dialects.postgres.dialect import POSTGRES
 
 __all__ = ["LocalPostgres", "start_local_postgres"]
 
@@ -50,14 +51,13 @@ class LocalPostgres:
         """Create database ``name`` (drop it first when ``drop``); no-op if it exists and not ``drop``."""
         import adbc_driver_postgresql.dbapi as pg
 
-        from include.replication.core.ddl import quote_ident
 
         with pg.connect(self.uri("postgres"), autocommit=True) as conn, conn.cursor() as cur:
             if drop:
-                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name, 'postgresql')} WITH (FORCE)")
+                cur.execute(f"DROP DATABASE IF EXISTS {POSTGRES.quote(name)} WITH (FORCE)")
             cur.execute("SELECT 1 FROM pg_database WHERE datname = $1", parameters=(name,))
             if cur.fetchone() is None:
-                cur.execute(f"CREATE DATABASE {quote_ident(name, 'postgresql')} ENCODING 'UTF8'")
+                cur.execute(f"CREATE DATABASE {POSTGRES.quote(name)} ENCODING 'UTF8'")
 
     def stop(self) -> None:
         """Stop the server (``pg_ctl stop``, fast mode; the data directory stays). Idempotent.

@@ -506,8 +506,8 @@ def standalone_check(
         Exception: only from filling the source or reading the target (Airflow failures are in the
             report's ``error``).
     """
-    from include.replication.core.endpoints import open_source, open_target
     from include.replication.core.validate import compare_counts
+    from include.replication.dialects.registry import open_source, open_target
     from include.stackoverflow.synthetic import fill_synthetic
 
     state = state_dir.resolve()

@@ -13,6 +13,7 @@ in the timed part because no other method builds a key; its seconds are reported
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Any
 
 from benchmarks.methods.base import Outcome, RunContext
 from include.replication.core.config import CopySettings
-from include.replication.core.endpoints import Endpoint, open_source, open_target
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.pipeline import copy_table
+from include.replication.dialects.registry import open_source, open_target
 
 __all__ = ["run", "settings_for", "endpoint_from_uri"]
 
@@ -44,7 +46,8 @@ def settings_for(variant: str, spill_root: Path) -> CopySettings:
     if variant == "default":
         return CopySettings.from_params({"spill_root": str(spill_root)}, run_id="bench", label="bench")
     if variant == "no_overlap":
-        return CopySettings.from_params({"overlap": False, "spill_root": str(spill_root)}, run_id="bench", label="bench")
+        serial = CopySettings.from_params({"spill_root": str(spill_root)}, run_id="bench", label="bench")
+        return dataclasses.replace(serial, overlap=False)
     if variant == "parallel2":
         return CopySettings.from_params(
             {"parallel_ranges": 2, "spill_root": str(spill_root)}, run_id="bench", label="bench"

@@ -9,7 +9,7 @@ is cleared as soon as it is read, and rows are gathered column by column into
 ``include.replication.core.typemap.arrow_schema(spec)``: memory is flat in the file size (one batch of
 text at a time). Values are converted per column (Arrow casts), not per row.
 
-Loading goes through the product's own target (``include.replication.core.endpoints.open_target``):
+Loading goes through the product's own target (``include.replication.dialects.registry.open_target``):
 ``prepare_table`` -> ``begin_unit`` -> ``write_batches`` -> ``commit_unit`` -> ``finish_table`` per
 table, one unit (one transaction) per table, so a re-run gives the same database. The lookup
 tables (LinkTypes, PostTypes, VoteTypes, PostHistoryTypes) have no dump file and are filled from
@@ -72,9 +72,11 @@ import pyarrow.compute as pc
 
 from include.replication.airflow.connections import endpoint_from_uri
 from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, TableSpec
-from include.replication.core.endpoints import Endpoint, Target, open_target
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, DataError
+from include.replication.core.protocols import Target
 from include.replication.core.typemap import arrow_schema
+from include.replication.dialects.registry import open_target
 from include.stackoverflow.schema import LOOKUP_ROWS, TABLES
 
 __all__ = [
@@ -225,7 +227,7 @@ def _convert(
             longer = pc.greater(pc.binary_length(raw), col.length)
             if pc.any(longer).as_py():
                 for i in pc.indices_nonzero(longer).to_pylist():
-                    units = _utf16_units(values[i])  # type: ignore[arg-type]
+                    units = _utf16_units(values[i])
                     if units > col.length:
                         raise DataError(
                             f"text of {units} UTF-16 code units exceeds {col.source_type}({col.length})",

@@ -46,9 +46,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from include.replication.core.catalog import MAX_LENGTH, TableSpec
-from include.replication.core.endpoints import Endpoint, open_target
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, DataError
 from include.replication.core.typemap import arrow_schema
+from include.replication.dialects.registry import open_target
 from include.stackoverflow.schema import LOOKUP_ROWS, LOOKUP_TABLES, PUBLISHED_ROW_COUNTS, TABLES
 
 __all__ = [

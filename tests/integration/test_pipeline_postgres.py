@@ -11,9 +11,11 @@ import pytest
 
 from include.replication.airflow import tasks
 from include.replication.core.config import CopySettings, MiB
-from include.replication.core.endpoints import open_source, open_target
 from include.replication.core.errors import DataError, SourceError, TargetError
 from include.replication.core.pipeline import copy_table
+from include.replication.dialects.mssql.dialect import MSSQL
+from include.replication.dialects.postgres.dialect import POSTGRES
+from include.replication.dialects.registry import open_source, open_target
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +158,7 @@ def test_nul_character_fails_with_table_column_key_and_leaves_nothing(local_pg, 
         target.prepare_table(text_spec)
         bad_id = 15000
 
-        def nul_batches(s, *, batch_rows, batch_bytes):
+        def nul_batches(s, *, batch_rows, batch_bytes, key_range=None):
             for batch in source.read_batches(spec, batch_rows=batch_rows, batch_bytes=batch_bytes):
                 ids = batch.column(0).to_pylist()
                 texts = [b.decode() for b in batch.column(1).to_pylist()]
@@ -165,7 +167,7 @@ def test_nul_character_fails_with_table_column_key_and_leaves_nothing(local_pg, 
                     [pa.field("Id", pa.int32(), nullable=False), pa.field("Text", pa.string())]))
 
         class NulSource:
-            dialect = "postgresql"
+            dialect = POSTGRES
             read_batches = staticmethod(nul_batches)
 
         before = {t.name for t in threading.enumerate()}
@@ -396,6 +398,6 @@ def test_text_that_is_not_sqlserver_datetime_fails_with_key():
                      columns=(ColumnSpec("Id", "int", nullable=False), ColumnSpec("D2", "datetime2", precision=7)))
     batch = pa.RecordBatch.from_pydict({"Id": [7, 8], "D2": ["2020-01-01 00:00:00", "31/12/2020"]}, schema=arrow_schema(spec))
     with pytest.raises(DataError) as info:
-        adapt_batch(spec, batch, "postgresql")
+        adapt_batch(spec, batch, POSTGRES)
     assert (info.value.table, info.value.column, info.value.key) == ("dbo.T", "D2", 8)
-    assert adapt_batch(spec, batch.slice(0, 1), "mssql").equals(batch.slice(0, 1))  # SQL Server keeps the text
+    assert adapt_batch(spec, batch.slice(0, 1), MSSQL).equals(batch.slice(0, 1))  # SQL Server keeps the text

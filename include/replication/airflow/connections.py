@@ -3,7 +3,8 @@
 Connection fields map as Airflow's own Postgres and MSSQL hooks use them: ``host``, ``port``,
 ``login``, ``password``, and ``schema`` = the database name. Extras are read by name, never
 splatted into a driver call: ``db_schema`` (schema inside the database, default public / dbo),
-and the driver options listed in ``OPTION_NAMES``.
+and the options the dialect's record lists (``Dialect.option_names``: libpq parameters for
+PostgreSQL; pymssql arguments and the writer's ``statement_mib`` for SQL Server).
 """
 
 from __future__ import annotations
@@ -11,33 +12,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from include.replication.core.catalog import Dialect
-from include.replication.core.endpoints import Endpoint
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError
+from include.replication.dialects.base import dialect
+from include.replication.dialects.registry import URI_PARSERS
 
-__all__ = ["CONN_TYPES", "OPTION_NAMES", "endpoint_from_fields", "endpoint_from_airflow", "endpoint_from_uri"]
+__all__ = ["CONN_TYPES", "endpoint_from_fields", "endpoint_from_airflow", "endpoint_from_uri"]
 
-CONN_TYPES: dict[str, Dialect] = {
+CONN_TYPES: dict[str, str] = {
     "postgres": "postgresql",
     "postgresql": "postgresql",
     "mssql": "mssql",
 }
 """Airflow ``conn_type`` -> dialect."""
-
-OPTION_NAMES = (
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "application_name",
-    "connect_timeout",
-    "tds_version",
-    "charset",
-    "login_timeout",
-    "timeout",
-)
-"""Connection extras passed on to the driver, by name."""
-
 
 def endpoint_from_fields(
     conn_id: str,
@@ -55,17 +42,17 @@ def endpoint_from_fields(
         ConfigurationError: unknown connection type or no database (``schema`` field); the message
             names the connection id, never the password.
     """
-    dialect = CONN_TYPES.get((conn_type or "").lower())
-    if dialect is None:
+    name = CONN_TYPES.get((conn_type or "").lower())
+    if name is None:
         raise ConfigurationError(
             f"connection {conn_id!r} has type {conn_type!r}; expected one of {sorted(CONN_TYPES)}"
         )
     if not database:
         raise ConfigurationError(f"connection {conn_id!r} names no database (the 'schema' field)")
     extra = dict(extra or {})
-    options = {k: str(extra[k]) for k in OPTION_NAMES if k in extra and extra[k] is not None}
+    options = {k: str(extra[k]) for k in dialect(name).option_names if k in extra and extra[k] is not None}
     return Endpoint(
-        dialect=dialect,
+        dialect=name,
         host=host or None,
         port=int(port) if port else None,
         database=database,
@@ -113,30 +100,21 @@ def endpoint_from_uri(uri: str, conn_id: str = "uri", *, schema: str | None = No
     Raises:
         ConfigurationError: unparsable or unsupported URI, or no database.
     """
-    from urllib.parse import parse_qs, unquote, urlsplit
+    from urllib.parse import urlsplit
 
-    parts = urlsplit(uri)
-    if parts.scheme in ("postgresql", "postgres"):
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        hostport = parts.netloc.rsplit("@", 1)[-1]
-        host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
-        host = unquote(host) or query.pop("host", None)
-        port = port or query.pop("port", "")
-        query.pop("host", None)
-        query.pop("port", None)
-        extra: dict[str, Any] = dict(query)
+    native = URI_PARSERS.get(urlsplit(uri).scheme)
+    if native is not None:
+        fields = native(uri)
+        extra: dict[str, Any] = dict(fields.extra)
         if schema:
             extra["db_schema"] = schema
         return endpoint_from_fields(
-            conn_id, "postgres", host or None, int(port) if port else None,
-            unquote(parts.username) if parts.username else None,
-            unquote(parts.password) if parts.password else None,
-            unquote(parts.path.lstrip("/")), extra,
+            conn_id, fields.conn_type, fields.host, fields.port, fields.login, fields.password, fields.database, extra
         )
-    from airflow.models.connection import Connection
+    from airflow.sdk import Connection
 
     try:
-        conn = Connection(conn_id=conn_id, uri=uri)
+        conn = Connection.from_uri(uri, conn_id=conn_id)
     except Exception as exc:
         raise ConfigurationError(f"cannot parse connection URI for {conn_id!r}: {type(exc).__name__}") from exc
     extra = dict(conn.extra_dejson)

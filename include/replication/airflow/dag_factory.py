@@ -12,6 +12,13 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from include.replication.core.config import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_MEMORY_BUDGET_MIB,
+    DEFAULT_SPILL_ROOT_ENV,
+    MAX_PARALLEL_RANGES,
+)
+
 __all__ = ["DEFAULT_PARAMS", "build_replication_dag"]
 
 DEFAULT_PARAMS: dict[str, Param] = {
@@ -22,23 +29,22 @@ DEFAULT_PARAMS: dict[str, Param] = {
         description="Source tables to copy; empty = every base table of the source schema.",
     ),
     "memory_budget_mib": Param(
-        128, type="integer", minimum=1, maximum=65536,
+        DEFAULT_MEMORY_BUDGET_MIB, type="integer", minimum=1, maximum=65536,
         description="Most MiB of row data a copy task holds in memory; beyond it batches spill to Parquet.",
     ),
-    "batch_rows": Param(50_000, type="integer", minimum=1, description="Most rows per Arrow RecordBatch."),
+    "batch_rows": Param(DEFAULT_BATCH_ROWS, type="integer", minimum=1, description="Most rows per Arrow RecordBatch."),
     "batch_mib": Param(
         0, type="number", minimum=0,
         description="Target MiB per RecordBatch; 0 = budget/32 (4 MiB at 128), at most 8 MiB.",
     ),
-    "overlap": Param(True, type="boolean", description="Read and write concurrently (reader thread)."),
     "parallel_ranges": Param(
-        1, type="integer", minimum=1, maximum=16,
-        description="Copy each table as this many primary-key ranges at once (PostgreSQL source and "
-        "target, single integer key); the memory budget is shared between them.",
+        1, type="integer", minimum=1, maximum=MAX_PARALLEL_RANGES,
+        description="Copy each table as this many primary-key ranges at once (single integer key); the "
+        "memory budget is shared between them.",
     ),
     "spill_root": Param(
         "", type="string",
-        description="Directory for spill files; empty = $STACKOVERFLOW_SPILL_ROOT or the system temp dir.",
+        description=f"Directory for spill files; empty = ${DEFAULT_SPILL_ROOT_ENV} or the system temp dir.",
     ),
 }
 
@@ -107,9 +113,10 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
 
             return summarise(counts, list(copies))
 
-        tables = plan()
-        copies = copy.expand(table=tables)
-        counts = validate(tables)
+        # TaskFlow calls return XComArgs that resolve at run time to the annotated types
+        tables: Any = plan()
+        copies: Any = copy.expand(table=tables)
+        counts: Any = validate(tables)
         copies >> counts
         summary(counts, copies)
 

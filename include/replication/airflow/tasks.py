@@ -15,10 +15,12 @@ from typing import Any
 from include.replication.airflow.connections import endpoint_from_airflow
 from include.replication.core.audit import AuditRecord, ensure_audit_table, write_audit
 from include.replication.core.config import CopySettings
-from include.replication.core.endpoints import Endpoint, Source, Target, open_source, open_target
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError
 from include.replication.core.pipeline import copy_table
+from include.replication.core.protocols import Source, Target
 from include.replication.core.validate import compare_counts, format_count_table
+from include.replication.dialects.registry import open_source, open_target
 
 __all__ = ["plan_tables", "copy_one_table", "validate_tables", "summarise", "fail_fast"]
 

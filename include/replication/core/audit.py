@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from include.replication.core.catalog import ColumnSpec, TableSpec
-from include.replication.core.endpoints import Target
 from include.replication.core.errors import redact
 from include.replication.core.pipeline import CopyResult
+from include.replication.core.protocols import Target
 from include.replication.core.typemap import arrow_schema
 
 __all__ = ["AUDIT_TABLE", "AUDIT_SPEC", "AuditRecord", "ensure_audit_table", "write_audit"]

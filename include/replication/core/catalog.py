@@ -12,13 +12,7 @@ characters for text types and bytes for binary types; ``-1`` means ``(max)`` / u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
-Dialect = Literal["postgresql", "mssql"]
-"""The closed set of database dialects the pipeline reads from and writes to."""
-
-DIALECTS: tuple[Dialect, ...] = ("postgresql", "mssql")
+from dataclasses import dataclass
 
 MAX_LENGTH = -1
 """Length value meaning ``(max)`` (SQL Server) or unbounded (PostgreSQL ``text``)."""
@@ -110,7 +104,8 @@ class TableSpec:
         indexes: secondary indexes.
         foreign_keys: foreign keys.
         row_estimate: the catalog's row estimate (rows); 0 when unknown.
-        dialect: the dialect the catalog was read from; decides how source types are read.
+        dialect: name of the dialect whose type names the columns use (the one the catalog was
+            read from); selects the type-map rules.
     """
 
     name: str
@@ -122,8 +117,7 @@ class TableSpec:
     indexes: tuple[IndexSpec, ...] = ()
     foreign_keys: tuple[ForeignKeySpec, ...] = ()
     row_estimate: int = 0
-    dialect: Dialect = "postgresql"
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    dialect: str = "postgresql"
 
     @property
     def qualified_name(self) -> str:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from include.replication.core.catalog import MAX_LENGTH, TableSpec
+from include.replication.core.dialect import Dialect, LengthUnit
 from include.replication.core.errors import DataError
 
 __all__ = ["row_key", "check_batch"]
@@ -46,7 +47,7 @@ def _offsets_and_data(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data[int(offsets[0]) : int(offsets[-1])] if len(offsets) else data[:0]
 
 
-def _lengths(arr: pa.Array, length_unit: str) -> pa.Array:
+def _lengths(arr: pa.Array, length_unit: LengthUnit) -> pa.Array:
     lengths = pc.utf8_length(arr)
     if length_unit == "utf16":
         # code points above U+FFFF take two UTF-16 code units
@@ -54,22 +55,24 @@ def _lengths(arr: pa.Array, length_unit: str) -> pa.Array:
     return lengths
 
 
-def check_batch(spec: TableSpec, batch: pa.RecordBatch, *, reject_nul: bool, length_unit: str = "code_points") -> None:
+def check_batch(spec: TableSpec, batch: pa.RecordBatch, target: Dialect) -> None:
     """Check that every value of ``batch`` fits its target column unchanged.
 
-    Checks: text longer than the column's declared length (``length_unit``: ``code_points`` for
-    PostgreSQL, ``utf16`` for SQL Server ``nchar``/``nvarchar`` whose lengths count UTF-16 code
-    units); a NUL character in text when ``reject_nul`` (PostgreSQL text cannot hold U+0000).
+    Checks: text longer than the column's declared length, counted in the target's
+    ``Dialect.length_unit`` (code points for PostgreSQL, UTF-16 code units for SQL Server
+    ``nchar``/``nvarchar``); a NUL character in text when the target's
+    ``Dialect.text_allows_nul`` is False (PostgreSQL text cannot hold U+0000).
 
     Args:
         spec: the table (declared lengths come from its columns).
         batch: a RecordBatch with ``arrow_schema(spec)``; slices are fine.
-        reject_nul: True for targets whose text types cannot hold NUL.
-        length_unit: ``code_points`` or ``utf16``.
+        target: the Dialect record of the database the batch is written to.
 
     Raises:
         DataError: the first offending value, naming table, column and primary key.
     """
+    reject_nul = not target.text_allows_nul
+    length_unit = target.length_unit
     names = batch.schema.names
     for col in spec.columns:
         if col.name not in names:
@@ -84,7 +87,7 @@ def check_batch(spec: TableSpec, batch: pa.RecordBatch, *, reject_nul: bool, len
             idx = _first_true(pc.fill_null(pc.match_substring(arr, "\x00"), False))
             if idx is not None:
                 raise DataError(
-                    "text contains a NUL character (U+0000), which PostgreSQL text cannot hold",
+                    f"text contains a NUL character (U+0000), which {target.name} text cannot hold",
                     table=spec.qualified_name,
                     column=col.name,
                     key=row_key(spec, batch, idx),

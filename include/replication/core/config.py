@@ -15,9 +15,26 @@ from typing import Any
 
 from include.replication.core.errors import ConfigurationError
 
-__all__ = ["MiB", "IN_FLIGHT_BATCHES", "CopySettings", "DEFAULT_SPILL_ROOT_ENV", "default_batch_bytes", "default_spill_root"]
+__all__ = [
+    "MiB",
+    "IN_FLIGHT_BATCHES",
+    "DEFAULT_MEMORY_BUDGET_MIB",
+    "DEFAULT_BATCH_ROWS",
+    "MAX_PARALLEL_RANGES",
+    "CopySettings",
+    "DEFAULT_SPILL_ROOT_ENV",
+    "default_batch_bytes",
+    "default_spill_root",
+]
 
 MiB = 1024 * 1024
+"""Bytes in a mebibyte."""
+DEFAULT_MEMORY_BUDGET_MIB = 128
+"""Default memory budget of one copy task: 128 MiB of row data (the product's promise)."""
+DEFAULT_BATCH_ROWS = 50_000
+"""Default most rows per RecordBatch (bytes usually bound a batch first: :func:`default_batch_bytes`)."""
+MAX_PARALLEL_RANGES = 16
+"""Most primary-key ranges one table is split into."""
 IN_FLIGHT_BATCHES = 12
 """Batches' worth of memory the copy stages hold outside the buffer (see ``buffer_budget_bytes``)."""
 DEFAULT_SPILL_ROOT_ENV = "STACKOVERFLOW_SPILL_ROOT"
@@ -50,7 +67,8 @@ class CopySettings:
         batch_rows: most rows per RecordBatch.
         batch_bytes: target bytes per RecordBatch (bytes); one row larger than this travels alone.
         spill_root: directory under which each task attempt gets its own spill directory.
-        overlap: True runs the reader on its own thread concurrently with the writer.
+        overlap: True runs the reader on its own thread concurrently with the writer (always in
+            the DAGs; False only for the benchmarks' serial variant).
         run_id: the Airflow run id (audit key).
         attempt: the task attempt number, 1-based (audit).
         label: extra words for the spill directory name and logs (e.g. the DAG id).
@@ -60,9 +78,9 @@ class CopySettings:
             otherwise one stream is used.
     """
 
-    memory_budget_bytes: int = 128 * MiB
-    batch_rows: int = 50_000
-    batch_bytes: int = 4 * MiB
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_MIB * MiB
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    batch_bytes: int = default_batch_bytes(DEFAULT_MEMORY_BUDGET_MIB * MiB)
     spill_root: Path = field(default_factory=default_spill_root)
     overlap: bool = True
     run_id: str = "manual"
@@ -89,8 +107,8 @@ class CopySettings:
             raise ConfigurationError(f"memory budget must be at least 1 MiB, got {self.memory_budget_bytes} bytes")
         if self.batch_rows < 1:
             raise ConfigurationError(f"batch_rows must be positive, got {self.batch_rows}")
-        if not 1 <= self.parallel_ranges <= 16:
-            raise ConfigurationError(f"parallel_ranges must be 1..16, got {self.parallel_ranges}")
+        if not 1 <= self.parallel_ranges <= MAX_PARALLEL_RANGES:
+            raise ConfigurationError(f"parallel_ranges must be 1..{MAX_PARALLEL_RANGES}, got {self.parallel_ranges}")
         if self.batch_bytes < 64 * 1024:
             raise ConfigurationError(f"batch_bytes must be at least 64 KiB, got {self.batch_bytes}")
 
@@ -98,31 +116,29 @@ class CopySettings:
     def from_params(cls, params: Mapping[str, Any], *, run_id: str = "manual", attempt: int = 1, label: str = "copy") -> CopySettings:
         """Build settings from DAG params.
 
-        Recognised keys: ``memory_budget_mib`` (int, MiB), ``batch_rows`` (int), ``batch_mib``
-        (number, MiB; default: :func:`default_batch_bytes`), ``spill_root`` (str; empty = default),
-        ``overlap`` (bool), ``parallel_ranges`` (int, 1..16).
+        Recognised keys: ``memory_budget_mib`` (int, MiB; default
+        :data:`DEFAULT_MEMORY_BUDGET_MIB`), ``batch_rows`` (int; :data:`DEFAULT_BATCH_ROWS`),
+        ``batch_mib`` (number, MiB; 0 or absent = :func:`default_batch_bytes`), ``spill_root``
+        (str; empty = :func:`default_spill_root`), ``parallel_ranges`` (int, 1..16). Other keys
+        are ignored (the DAG's other params).
 
         Raises:
             ConfigurationError: a value has the wrong type or range.
         """
         try:
-            budget = int(params.get("memory_budget_mib", 128)) * MiB
-            batch_rows = int(params.get("batch_rows", 50_000))
+            budget = int(params.get("memory_budget_mib", DEFAULT_MEMORY_BUDGET_MIB)) * MiB
+            batch_rows = int(params.get("batch_rows", DEFAULT_BATCH_ROWS))
             parallel = int(params.get("parallel_ranges", 1))
             batch_mib = params.get("batch_mib")
             batch_bytes = int(float(batch_mib) * MiB) if batch_mib else default_batch_bytes(budget)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"bad numeric DAG param: {exc}") from exc
         spill = params.get("spill_root") or None
-        overlap = params.get("overlap", True)
-        if not isinstance(overlap, bool):
-            raise ConfigurationError(f"overlap must be true or false, got {overlap!r}")
         return cls(
             memory_budget_bytes=budget,
             batch_rows=batch_rows,
             batch_bytes=batch_bytes,
             spill_root=Path(spill) if spill else default_spill_root(),
-            overlap=overlap,
             run_id=run_id,
             attempt=attempt,
             label=label,

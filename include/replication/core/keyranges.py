@@ -7,8 +7,8 @@ identifiers and integer literals only.
 
 from __future__ import annotations
 
-from include.replication.core.catalog import Dialect, TableSpec
-from include.replication.core.ddl import quote_ident
+from include.replication.core.catalog import TableSpec
+from include.replication.core.dialect import Dialect
 
 __all__ = ["KeyRange", "INTEGER_TYPES", "integer_key", "split_key_range", "range_predicate"]
 
@@ -51,7 +51,7 @@ def split_key_range(lo: int, hi: int, parts: int) -> list[KeyRange]:
 
 
 def range_predicate(spec: TableSpec, key_range: KeyRange, dialect: Dialect) -> str:
-    """SQL predicate ``"Id" >= lo AND "Id" < hi`` for a key range of ``spec``.
+    """SQL predicate ``"Id" >= lo AND "Id" < hi`` for a key range of ``spec``, quoted for ``dialect``.
 
     Raises:
         ValueError: the table has no single integer primary key.
@@ -59,6 +59,6 @@ def range_predicate(spec: TableSpec, key_range: KeyRange, dialect: Dialect) -> s
     column = integer_key(spec)
     if column is None:
         raise ValueError(f"{spec.qualified_name} has no single integer primary key to split")
-    q = quote_ident(column, dialect)
+    q = dialect.quote(column)
     lo, hi = key_range
     return f"{q} >= {int(lo)} AND {q} < {int(hi)}"

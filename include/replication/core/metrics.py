@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
-MIB = 1024 * 1024
 
 
 def current_rss_bytes() -> int:

@@ -12,12 +12,12 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 from include.replication.core.allocators import tune_allocators
-from include.replication.core.buffer import TransferStats, transfer
 from include.replication.core.catalog import TableSpec
 from include.replication.core.config import CopySettings, MiB, default_batch_bytes
-from include.replication.core.endpoints import Source, Target
 from include.replication.core.errors import ValidationError
 from include.replication.core.keyranges import KeyRange, integer_key, split_key_range
+from include.replication.core.protocols import Source, Target
+from include.replication.core.transfer import TransferStats, transfer
 from include.replication.core.typemap import arrow_schema
 
 __all__ = ["CopyResult", "copy_table"]
@@ -122,17 +122,8 @@ def _copy_unit(
     """One copy unit in one target transaction: clear the unit's rows (the table, or exactly its
     key range), stream the rows through a SpillingBuffer, check the count, commit; roll back on
     any error (the first real one is raised)."""
-    reader = (
-        source.read_batches(spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes)
-        if key_range is None
-        else source.read_batches(  # type: ignore[call-arg]
-            spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes, key_range=key_range
-        )
-    )
-    if key_range is None:
-        target.begin_unit(spec)
-    else:
-        target.begin_unit(spec, key_range)  # type: ignore[call-arg]
+    reader = source.read_batches(spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes, key_range=key_range)
+    target.begin_unit(spec, key_range)
     try:
         stats = transfer(
             reader,
@@ -145,10 +136,7 @@ def _copy_unit(
             overlap=settings.overlap,
             estimated_rows=(spec.row_estimate or None) if key_range is None else None,
         )
-        if key_range is None:
-            target.commit_unit(spec, stats.rows)
-        else:
-            target.commit_unit(spec, stats.rows, key_range)  # type: ignore[call-arg]
+        target.commit_unit(spec, stats.rows, key_range)
     except BaseException:
         target.rollback_unit()
         raise
@@ -156,14 +144,15 @@ def _copy_unit(
 
 
 def _range_bounds(source: Source, target: Target, spec: TableSpec, settings: CopySettings) -> tuple[int, int] | None:
-    """Key bounds to split on, or None for a single stream (one range wanted, a source or target
-    without key-range support, no single integer primary key, or an empty table)."""
+    """Key bounds to split on, or None for a single stream (one range wanted, a dialect without
+    key ranges, no single integer primary key, or an empty table)."""
     if settings.parallel_ranges < 2 or integer_key(spec) is None:
         return None
-    if not (getattr(source, "supports_key_ranges", False) and getattr(target, "supports_key_ranges", False)):
-        log.info("%s: source or target has no key-range support; copying as one stream", spec.qualified_name)
+    if not (source.dialect.key_ranges and target.dialect.key_ranges):
+        log.info("%s: %s -> %s has no key-range support; copying as one stream", spec.qualified_name,
+                 source.dialect.name, target.dialect.name)
         return None
-    return source.key_bounds(spec)  # type: ignore[attr-defined]
+    return source.key_bounds(spec)
 
 
 def _copy_key_ranges(
@@ -180,20 +169,17 @@ def _copy_key_ranges(
     share = replace(share, batch_bytes=min(share.batch_bytes, default_batch_bytes(share.memory_budget_bytes)))
     log.info("%s: %d key ranges %s, %d MiB of budget each", spec.qualified_name, len(ranges), ranges,
              share.memory_budget_bytes >> 20)
-    target.begin_unit(spec)  # drop keys, TRUNCATE ...
-    target.commit_unit(spec, 0)  # ... committed
+    target.clear_table(spec)
     results: list[TransferStats | None] = [None] * len(ranges)
     errors: list[BaseException] = []
 
     def run(index: int, key_range: KeyRange) -> None:
-        unit = target.clone()  # type: ignore[attr-defined]
         try:
-            label = f"{spec.name}[{key_range[0]}:{key_range[1]})"
-            results[index] = _copy_unit(source, unit, spec, share, key_range, label, f"-r{index}")
+            with target.clone() as unit:
+                label = f"{spec.name}[{key_range[0]}:{key_range[1]})"
+                results[index] = _copy_unit(source, unit, spec, share, key_range, label, f"-r{index}")
         except BaseException as exc:  # noqa: BLE001 - re-raised by the calling thread
             errors.append(exc)
-        finally:
-            unit.close()
 
     threads = [
         threading.Thread(target=run, args=(i, r), name=f"range-{spec.name}-{i}", daemon=True)

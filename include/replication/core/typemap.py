@@ -4,10 +4,15 @@ The map is data (``TYPE_MAP``), not branches: every entry says
 
 * ``arrow``: the exact Arrow type the reader produces for the column (a name from ``_ARROW``);
 * ``targets``: for each target dialect, a DDL template. ``{n}`` is the length, ``{p}`` the
-  precision, ``{s}`` the scale, ``{p6}`` the precision capped at 6 (PostgreSQL's limit for
-  fractional seconds). ``max`` is the template used when the length is ``(max)``/unbounded.
+  precision, ``{s}`` the scale, ``{tp}`` the fractional-second digits capped at the target's
+  ``Dialect.max_time_precision``. ``max`` is the template used when the length is
+  ``(max)``/unbounded; a declared length above the target's ``Dialect.text_limits`` becomes the
+  limit's replacement (SQL Server ``nvarchar(5000)`` -> ``nvarchar(max)``).
 * ``select``: an optional SQL expression template (``{col}`` = the quoted column) the source
   reader selects instead of the bare column, for types its driver returns in an inexact form.
+* ``carrier`` / ``parse_for``: a column that travels as the source's canonical text
+  (:class:`TextCarrier`, a pattern and its replacement) and is parsed into a timestamp for the
+  targets named in ``parse_for`` (:func:`adapt_batch`).
 
 Lossy or refused cases are listed in ``notes`` and enforced: a target template ``None`` means
 "cannot be held exactly", and :func:`target_type` raises :class:`UnsupportedTypeError` for it.
@@ -25,11 +30,16 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, Dialect, TableSpec
-from include.replication.core.errors import UnsupportedTypeError
+from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, TableSpec
+from include.replication.core.checks import row_key
+from include.replication.core.dialect import Dialect
+from include.replication.core.errors import DataError, UnsupportedTypeError
 
 __all__ = [
     "TypeRule",
+    "TargetTemplate",
+    "TextCarrier",
+    "SQLSERVER_DATETIME_TEXT",
     "TYPE_MAP",
     "rule_for",
     "arrow_type",
@@ -82,12 +92,39 @@ class TargetTemplate:
     """DDL of a target column type.
 
     Attributes:
-        template: format string with ``{n}``, ``{p}``, ``{s}``, ``{p6}``; None = not exactly holdable.
+        template: format string with ``{n}``, ``{p}``, ``{s}``, ``{tp}``; None = not exactly holdable.
         max: template used when the length is ``MAX_LENGTH`` or None (unbounded).
     """
 
     template: str | None
     max: str | None = None
+
+
+@dataclass(frozen=True)
+class TextCarrier:
+    """A source's canonical text form of a type, and how to turn it into ISO 8601 for Arrow's cast.
+
+    Attributes:
+        pattern: regular expression every carried value matches (RE2 syntax, for pyarrow.compute).
+        replacement: replacement giving ISO 8601 text that ``pyarrow.compute.cast`` parses.
+        description: what the text is, for error messages.
+        source: where the format is specified.
+    """
+
+    pattern: str
+    replacement: str
+    description: str
+    source: str = ""
+
+
+SQLSERVER_DATETIME_TEXT = TextCarrier(
+    pattern=r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(\.\d{1,6})?\d* ?([+-]\d{2}:\d{2})?$",
+    replacement=r"\1\2\3",
+    description="SQL Server datetime text",
+    source='the "default string literal format" of datetime2 and datetimeoffset in SQL Server\'s '
+    "Transact-SQL data type documentation; groups: seconds, up to 6 fraction digits (a 7th is dropped), offset",
+)
+"""SQL Server's canonical ``datetime2`` / ``datetimeoffset`` text (``CAST(col AS nvarchar)``)."""
 
 
 @dataclass(frozen=True)
@@ -99,14 +136,16 @@ class TypeRule:
         targets: target dialect -> DDL template.
         select: optional SQL expression template over ``{col}`` used by the source reader.
         notes: why the mapping is what it is (shown in docs and errors).
-        parse_for: target dialect -> ``timestamp`` / ``timestamptz``: the column travels as the
-            source's canonical text and that target's writer parses it (:func:`adapt_batch`).
+        carrier: the canonical text the column travels as, when it travels as text.
+        parse_for: target dialect -> ``timestamp`` / ``timestamptz``: that target's writer parses
+            the carried text (:func:`adapt_batch`); other targets get the text.
     """
 
     arrow: str
     targets: Mapping[str, TargetTemplate]
     select: str | None = None
     notes: str = ""
+    carrier: TextCarrier | None = None
     parse_for: Mapping[str, str] | None = None
 
 
@@ -130,7 +169,7 @@ TYPE_MAP: dict[tuple[str, str], TypeRule] = {
     ("mssql", "date"): TypeRule("date", _t("date", "date")),
     ("mssql", "time"): TypeRule(
         "time",
-        _t("time({p6})", "time({p})"),
+        _t("time({tp})", "time({tp})"),
         select="DATEDIFF_BIG(NANOSECOND, CAST('00:00:00' AS time(7)), {col})",
         notes="read as exact nanoseconds since midnight (pymssql keeps only microseconds); PostgreSQL keeps 6 digits",
     ),
@@ -138,8 +177,9 @@ TYPE_MAP: dict[tuple[str, str], TypeRule] = {
     ("mssql", "smalldatetime"): TypeRule("timestamp", _t("timestamp(0)", "smalldatetime")),
     ("mssql", "datetime2"): TypeRule(
         "string",
-        _t("timestamp({p6})", "datetime2({p})"),
+        _t("timestamp({tp})", "datetime2({tp})"),
         select="CAST({col} AS nvarchar(27))",
+        carrier=SQLSERVER_DATETIME_TEXT,
         parse_for={"postgresql": "timestamp"},
         notes="travels as SQL Server's canonical text 'YYYY-MM-DD hh:mm:ss[.nnnnnnn]' (exact: Arrow's "
         "timestamp[ns] cannot hold 0001..9999, pymssql keeps only microseconds); a SQL Server target "
@@ -147,8 +187,9 @@ TYPE_MAP: dict[tuple[str, str], TypeRule] = {
     ),
     ("mssql", "datetimeoffset"): TypeRule(
         "string",
-        _t("timestamptz({p6})", "datetimeoffset({p})"),
+        _t("timestamptz({tp})", "datetimeoffset({tp})"),
         select="CAST({col} AS nvarchar(34))",
+        carrier=SQLSERVER_DATETIME_TEXT,
         parse_for={"postgresql": "timestamptz"},
         notes="travels as SQL Server's canonical text 'YYYY-MM-DD hh:mm:ss[.nnnnnnn] +hh:mm': a SQL "
         "Server target keeps the instant, the offset and all 7 digits; PostgreSQL timestamptz keeps "
@@ -181,10 +222,10 @@ TYPE_MAP: dict[tuple[str, str], TypeRule] = {
     ("postgresql", "real"): TypeRule("float32", _t("real", "real")),
     ("postgresql", "double precision"): TypeRule("float64", _t("double precision", "float")),
     ("postgresql", "date"): TypeRule("date", _t("date", "date")),
-    ("postgresql", "time without time zone"): TypeRule("time", _t("time({p6})", "time({p})")),
-    ("postgresql", "timestamp without time zone"): TypeRule("timestamp", _t("timestamp({p6})", "datetime2({p})")),
+    ("postgresql", "time without time zone"): TypeRule("time", _t("time({tp})", "time({tp})")),
+    ("postgresql", "timestamp without time zone"): TypeRule("timestamp", _t("timestamp({tp})", "datetime2({tp})")),
     ("postgresql", "timestamp with time zone"): TypeRule(
-        "timestamptz", _t("timestamptz({p6})", "datetimeoffset({p})")
+        "timestamptz", _t("timestamptz({tp})", "datetimeoffset({tp})")
     ),
     ("postgresql", "character"): TypeRule("string", _t("char({n})", "nchar({n})")),
     ("postgresql", "character varying"): TypeRule(
@@ -204,11 +245,11 @@ TYPE_MAP: dict[tuple[str, str], TypeRule] = {
 }
 
 
-def rule_for(dialect: Dialect, column: ColumnSpec, table: str = "?") -> TypeRule:
+def rule_for(dialect: str, column: ColumnSpec, table: str = "?") -> TypeRule:
     """Return the type-map entry for a source column.
 
     Args:
-        dialect: the source dialect the column was read from.
+        dialect: name of the source dialect the column was read from (``TableSpec.dialect``).
         column: the column.
         table: qualified table name, for the error message.
 
@@ -227,7 +268,7 @@ def rule_for(dialect: Dialect, column: ColumnSpec, table: str = "?") -> TypeRule
         ) from None
 
 
-def arrow_type(dialect: Dialect, column: ColumnSpec, table: str = "?") -> pa.DataType:
+def arrow_type(dialect: str, column: ColumnSpec, table: str = "?") -> pa.DataType:
     """Return the exact Arrow type the reader produces for a source column.
 
     Raises:
@@ -264,34 +305,32 @@ def target_type(table: TableSpec, column: ColumnSpec, target: Dialect) -> str:
     Args:
         table: the source table (its dialect selects the rule).
         column: the column.
-        target: target dialect.
+        target: the target's Dialect record (its text limits and time precision apply).
 
     Raises:
         UnsupportedTypeError: unknown source type, or a type the target cannot hold exactly.
     """
     rule = rule_for(table.dialect, column, table.qualified_name)
-    tpl = rule.targets[target]
+    tpl = rule.targets[target.name]
     unbounded = column.length is None or column.length == MAX_LENGTH
     text = tpl.max if (unbounded and tpl.max is not None) else tpl.template
     if text is None:
         raise UnsupportedTypeError(
-            f"{table.dialect} type {column.source_type!r} cannot be held exactly by {target}",
+            f"{table.dialect} type {column.source_type!r} cannot be held exactly by {target.name}",
             table=table.qualified_name,
             column=column.name,
         )
     n = column.length
-    if target == "mssql" and "{n}" in text and n is not None and n > 4000 and text.startswith("nvarchar"):
-        text = "nvarchar(max)"  # nvarchar(n) stops at 4000 characters
+    limit = target.text_limits.get(text.split("(")[0])
+    if "{n}" in text and limit is not None and n is not None and n > limit[0]:
+        text = limit[1]  # e.g. SQL Server nvarchar(n) stops at 4,000 characters: nvarchar(max)
     p = column.precision
-    if p is None and ("{p}" in text or "{p6}" in text):
+    if p is None and ("{p}" in text or "{tp}" in text):
         if "{s}" in text:
             arrow_type(table.dialect, column, table.qualified_name)  # raises for numeric without precision
-        p = _DEFAULT_TIME_PRECISION[target]
-    return text.format(n=n, p=p, s=column.scale if column.scale is not None else 0, p6=min(p, 6) if p is not None else None)
-
-
-_DEFAULT_TIME_PRECISION: dict[str, int] = {"postgresql": 6, "mssql": 7}
-"""Fractional-second digits of an unparameterised time type (PostgreSQL 6, SQL Server 7)."""
+        p = target.default_time_precision
+    tp = min(p, target.max_time_precision) if p is not None else None
+    return text.format(n=n, p=p, s=column.scale if column.scale is not None else 0, tp=tp)
 
 
 def select_expression(table: TableSpec, column: ColumnSpec, quoted: str) -> str:
@@ -305,18 +344,15 @@ def select_expression(table: TableSpec, column: ColumnSpec, quoted: str) -> str:
 
 
 
-_SQLSERVER_DATETIME_TEXT = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(\.\d{1,6})?\d* ?([+-]\d{2}:\d{2})?$"
-"""SQL Server's canonical datetime2 / datetimeoffset text; groups: seconds, up to 6 fraction
-digits (a 7th is dropped), offset. Source: the "default string literal format" of datetime2 and
-datetimeoffset in SQL Server's Transact-SQL data type documentation."""
-
 _PARSED_TYPES = {"timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="UTC")}
 
 
-def _parsed(table: TableSpec, column: ColumnSpec, target: Dialect) -> pa.DataType | None:
+def _parsed(table: TableSpec, column: ColumnSpec, target: Dialect) -> tuple[pa.DataType, TextCarrier] | None:
     rule = rule_for(table.dialect, column, table.qualified_name)
-    kind = (rule.parse_for or {}).get(target)
-    return _PARSED_TYPES[kind] if kind else None
+    kind = (rule.parse_for or {}).get(target.name)
+    if not kind or rule.carrier is None:
+        return None
+    return _PARSED_TYPES[kind], rule.carrier
 
 
 def target_arrow_schema(table: TableSpec, target: Dialect) -> pa.Schema:
@@ -326,38 +362,37 @@ def target_arrow_schema(table: TableSpec, target: Dialect) -> pa.Schema:
     for i, column in enumerate(table.columns):
         parsed = _parsed(table, column, target)
         if parsed is not None:
-            schema = schema.set(i, pa.field(column.name, parsed, nullable=column.nullable))
+            schema = schema.set(i, pa.field(column.name, parsed[0], nullable=column.nullable))
     return schema
 
 
 def adapt_batch(table: TableSpec, batch: pa.RecordBatch, target: Dialect) -> pa.RecordBatch:
     """Convert the text-carried columns of a batch for a target (see ``TypeRule.parse_for``).
 
-    SQL Server ``datetime2``/``datetimeoffset`` text becomes ``timestamp[us]`` /
-    ``timestamp[us, UTC]`` (the offset applied); a 7th fractional digit is dropped, as the type
-    map documents for PostgreSQL. Batches without such columns are returned unchanged.
+    For example SQL Server ``datetime2``/``datetimeoffset`` text becomes ``timestamp[us]`` /
+    ``timestamp[us, UTC]`` for PostgreSQL (the offset applied; a 7th fractional digit dropped, as
+    the type map documents). Batches without such columns are returned unchanged.
 
     Raises:
-        DataError: a value that is not SQL Server's canonical text (names table, column, key).
+        DataError: a value that does not match its carrier's pattern (names table, column, key).
     """
     schema = target_arrow_schema(table, target)
     if schema.equals(batch.schema):
         return batch
-    from include.replication.core.checks import row_key
-    from include.replication.core.errors import DataError
-
     arrays = list(batch.columns)
-    for i, field in enumerate(schema):
-        if field.type == batch.schema.field(i).type:
+    for i, column in enumerate(table.columns):
+        parsed = _parsed(table, column, target)
+        if parsed is None:
             continue
+        typ, carrier = parsed
         text = batch.column(i)
-        ok = pc.fill_null(pc.match_substring_regex(text, _SQLSERVER_DATETIME_TEXT), True)
+        ok = pc.fill_null(pc.match_substring_regex(text, carrier.pattern), True)
         if not pc.all(ok).as_py():
             bad = int(pc.index(ok, False).as_py())
             raise DataError(
-                f"{text[bad].as_py()!r} is not SQL Server datetime text", table=table.qualified_name,
-                column=field.name, key=row_key(table, batch, bad),
+                f"{text[bad].as_py()!r} is not {carrier.description}", table=table.qualified_name,
+                column=column.name, key=row_key(table, batch, bad),
             )
-        iso = pc.replace_substring_regex(text, _SQLSERVER_DATETIME_TEXT, r"\1\2\3")
-        arrays[i] = pc.cast(iso, field.type)
+        iso = pc.replace_substring_regex(text, carrier.pattern, carrier.replacement)
+        arrays[i] = pc.cast(iso, typ)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

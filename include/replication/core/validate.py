@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from include.replication.core.endpoints import Source, Target
 from include.replication.core.errors import ValidationError
+from include.replication.core.protocols import Source, Target
 
 __all__ = ["CountRow", "compare_counts", "format_count_table"]
 

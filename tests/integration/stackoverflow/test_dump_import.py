@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from include.replication.core.endpoints import open_target
+from include.replication.dialects.registry import open_target
 from include.stackoverflow.dump_import import DUMP_FILES, import_dump
 from include.stackoverflow.schema import LOOKUP_ROWS, table
 from tests.conftest import dump_folders

@@ -21,7 +21,7 @@ def bench_dbs(local_pg):
     """(source URI, target URI, {table: (spec, select_sql, rows)}) with the synthetic tables."""
     import os
 
-    from include.replication.core.endpoints import open_source
+    from include.replication.dialects.registry import open_source
     from include.stackoverflow.synthetic import fill_synthetic
 
     src, dst = f"bench_src_{os.getpid()}", f"bench_dst_{os.getpid()}"

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pyarrow as pa
 import pytest
 
 from include.replication.core.catalog import ColumnSpec, TableSpec
 from include.replication.core.checks import check_batch, row_key
 from include.replication.core.errors import DataError
+from include.replication.dialects.mssql.dialect import MSSQL
+from include.replication.dialects.postgres.dialect import POSTGRES
+
+CODEPOINTS = replace(POSTGRES, text_allows_nul=True)
+"""Lengths in code points, NUL allowed: the length check alone."""
+UTF16 = replace(MSSQL, text_allows_nul=True)
+UTF16_NO_NUL = MSSQL
 
 SPEC = TableSpec(
     name="Users",
@@ -36,39 +45,39 @@ def batch(names, about=None, ids=None, string_type=None):
 
 @pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
 def test_values_within_limits_pass(string_type):
-    check_batch(SPEC, batch(["abcde", None, "", "ééééé"], string_type=string_type), reject_nul=True)
+    check_batch(SPEC, batch(["abcde", None, "", "ééééé"], string_type=string_type), POSTGRES)
 
 
 @pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
 def test_too_long_names_table_column_key(string_type):
     with pytest.raises(DataError) as info:
-        check_batch(SPEC, batch(["ok", "abcdef", "also too long"], string_type=string_type), reject_nul=False)
+        check_batch(SPEC, batch(["ok", "abcdef", "also too long"], string_type=string_type), CODEPOINTS)
     err = info.value
     assert (err.table, err.column, err.key) == ("dbo.Users", "DisplayName", 11)
     assert "6 characters exceeds the column length 5" in str(err)
 
 
 def test_multibyte_characters_are_counted_as_characters_not_bytes():
-    check_batch(SPEC, batch(["ééééé", "日本語日本"]), reject_nul=True)  # 10 and 15 bytes, 5 characters
+    check_batch(SPEC, batch(["ééééé", "日本語日本"]), POSTGRES)  # 10 and 15 bytes, 5 characters
     with pytest.raises(DataError) as info:
-        check_batch(SPEC, batch(["日本語日本語"]), reject_nul=True)
+        check_batch(SPEC, batch(["日本語日本語"]), POSTGRES)
     assert info.value.key == 10
 
 
 def test_utf16_units_count_astral_characters_twice():
     """SQL Server nvarchar(5) holds 5 UTF-16 code units: three emoji need 6."""
-    check_batch(SPEC, batch(["😀😀"]), reject_nul=False, length_unit="utf16")
-    check_batch(SPEC, batch(["😀😀😀"]), reject_nul=False)  # 3 code points fit PostgreSQL varchar(5)
+    check_batch(SPEC, batch(["😀😀"]), UTF16)
+    check_batch(SPEC, batch(["😀😀😀"]), CODEPOINTS)  # 3 code points fit PostgreSQL varchar(5)
     with pytest.raises(DataError) as info:
-        check_batch(SPEC, batch(["😀😀😀"]), reject_nul=False, length_unit="utf16")
+        check_batch(SPEC, batch(["😀😀😀"]), UTF16)
     assert "6 characters" in str(info.value)
 
 
 def test_nul_is_rejected_only_when_asked_and_names_the_row():
     data = batch(["a", "b", "c"], about=["fine", "bad\x00tail", "\x00"])
-    check_batch(SPEC, data, reject_nul=False)
+    check_batch(SPEC, data, CODEPOINTS)
     with pytest.raises(DataError) as info:
-        check_batch(SPEC, data, reject_nul=True)
+        check_batch(SPEC, data, POSTGRES)
     assert (info.value.column, info.value.key) == ("AboutMe", 11)
 
 
@@ -76,9 +85,9 @@ def test_sliced_batches_report_the_key_within_the_slice():
     """A slice's offsets start mid-buffer: the check must look only at the slice's values."""
     data = batch(["toolong!", "ok", "ok2", "ALSO TOO LONG"], about=["\x00", "x", "y", "z"])
     middle = data.slice(1, 2)
-    check_batch(SPEC, middle, reject_nul=True)  # the bad rows are outside the slice
+    check_batch(SPEC, middle, POSTGRES)  # the bad rows are outside the slice
     with pytest.raises(DataError) as info:
-        check_batch(SPEC, data.slice(2, 2), reject_nul=True)
+        check_batch(SPEC, data.slice(2, 2), POSTGRES)
     assert info.value.key == 13
 
 

@@ -7,6 +7,8 @@ import sqlglot
 
 from include.replication.core.catalog import ColumnSpec, TableSpec
 from include.replication.core.keyranges import integer_key, range_predicate, split_key_range
+from include.replication.dialects.mssql.dialect import MSSQL
+from include.replication.dialects.postgres.dialect import POSTGRES
 
 
 @pytest.mark.parametrize(
@@ -37,14 +39,14 @@ def test_integer_key_and_predicate():
     posts = TableSpec("Posts", (ColumnSpec("Id", "int", nullable=False), ColumnSpec("Body", "nvarchar", length=-1)),
                       schema="dbo", primary_key=("Id",), dialect="mssql")
     assert integer_key(posts) == "Id"
-    pg = range_predicate(posts, (1, 51), "postgresql")
+    pg = range_predicate(posts, (1, 51), POSTGRES)
     assert pg == '"Id" >= 1 AND "Id" < 51'
     assert sqlglot.parse_one(f"SELECT 1 FROM t WHERE {pg}", read="postgres") is not None
-    assert range_predicate(posts, (1, 51), "mssql") == "[Id] >= 1 AND [Id] < 51"
+    assert range_predicate(posts, (1, 51), MSSQL) == "[Id] >= 1 AND [Id] < 51"
     keyed_by_text = TableSpec("Tags", (ColumnSpec("TagName", "nvarchar", length=150, nullable=False),),
                               primary_key=("TagName",), dialect="mssql")
     assert integer_key(keyed_by_text) is None
     with pytest.raises(ValueError):
-        range_predicate(keyed_by_text, (1, 2), "postgresql")
+        range_predicate(keyed_by_text, (1, 2), POSTGRES)
     composite = TableSpec("T", posts.columns, primary_key=("Id", "Body"), dialect="mssql")
     assert integer_key(composite) is None

@@ -9,6 +9,8 @@ import pytest
 from include.replication.core.catalog import ColumnSpec, TableSpec
 from include.replication.core.errors import UnsupportedTypeError
 from include.replication.core.typemap import TYPE_MAP, arrow_type, select_expression, target_type
+from include.replication.dialects.mssql.dialect import MSSQL
+from include.replication.dialects.postgres.dialect import POSTGRES
 
 # (dialect, type): (column kwargs, Arrow type, PostgreSQL target, SQL Server target)
 EXPECTED: dict[tuple[str, str], tuple[dict, pa.DataType, str, str]] = {
@@ -79,8 +81,8 @@ def test_entry_arrow_and_target_types(key):
     col = ColumnSpec("c", typ, **kwargs)
     spec = _table(dialect, col)
     assert arrow_type(dialect, col) == arrow  # type: ignore[arg-type]
-    assert target_type(spec, col, "postgresql") == pg
-    assert target_type(spec, col, "mssql") == mssql
+    assert target_type(spec, col, POSTGRES) == pg
+    assert target_type(spec, col, MSSQL) == mssql
 
 
 @pytest.mark.parametrize(
@@ -96,13 +98,13 @@ def test_entry_arrow_and_target_types(key):
 def test_max_lengths_stay_max(dialect, typ, length, pg, mssql):
     col = ColumnSpec("c", typ, length=length)
     spec = _table(dialect, col)
-    assert (target_type(spec, col, "postgresql"), target_type(spec, col, "mssql")) == (pg, mssql)
+    assert (target_type(spec, col, POSTGRES), target_type(spec, col, MSSQL)) == (pg, mssql)
 
 
 def test_unparameterised_time_types_use_dialect_default_precision():
     col = ColumnSpec("c", "datetime2")
     spec = _table("mssql", col)
-    assert (target_type(spec, col, "postgresql"), target_type(spec, col, "mssql")) == ("timestamp(6)", "datetime2(7)")
+    assert (target_type(spec, col, POSTGRES), target_type(spec, col, MSSQL)) == ("timestamp(6)", "datetime2(7)")
 
 
 def test_select_templates_for_inexact_driver_types():
@@ -119,7 +121,7 @@ def test_unknown_type_raises_with_table_and_column(dialect, typ):
     col = ColumnSpec("Shape", typ)
     spec = TableSpec("Places", (col,), schema="dbo", dialect=dialect)  # type: ignore[arg-type]
     with pytest.raises(UnsupportedTypeError) as err:
-        target_type(spec, col, "mssql")
+        target_type(spec, col, MSSQL)
     assert err.value.table == "dbo.Places"
     assert err.value.column == "Shape"
     assert typ in str(err.value) and err.value.retryable is False

@@ -52,6 +52,7 @@ from include.replication.core.catalog import TableSpec
 from include.replication.core.checks import row_key
 from include.replication.core.errors import ConfigurationError, DataError
 from include.replication.core.typemap import arrow_schema, target_type
+from include.replication.dialects.mssql.dialect import MSSQL
 
 __all__ = [
     "MAX_PARAMETERS",
@@ -203,12 +204,6 @@ def _time_to_ns(value: Any) -> Any:
     raise TypeError(f"expected datetime.time or nanoseconds, got {type(value).__name__}")
 
 
-def _to_utc(value: Any) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value  # naive: already UTC (the reader selects SWITCHOFFSET(col, '+00:00'))
-
-
 def column_to_arrow(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
     """Convert one column of pymssql values to an Arrow array of exactly ``typ``.
 
@@ -241,8 +236,6 @@ def column_to_arrow(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
             if v is not None and v % 1000:
                 raise ValueError(f"time {v} ns has a sub-microsecond part for a time64[us] column")
         return pa.array([None if v is None else v // 1000 for v in ns], type=pa.int64()).cast(typ)
-    if pa.types.is_timestamp(typ) and typ.tz is not None:
-        return pa.array([_to_utc(v) for v in values], type=pa.timestamp(typ.unit)).cast(typ)
     if pa.types.is_timestamp(typ):
         for v in values:
             if isinstance(v, dt.datetime) and v.tzinfo is not None:
@@ -351,7 +344,7 @@ def write_plan(spec: TableSpec) -> list[ColumnWritePlan]:
     schema = arrow_schema(spec)
     plans = []
     for col, field in zip(spec.columns, schema, strict=True):
-        tt = target_type(spec, col, "mssql")
+        tt = target_type(spec, col, MSSQL)
         base = tt.split("(")[0].strip().lower()
         t = field.type
         if pa.types.is_floating(t):
@@ -412,7 +405,7 @@ def column_to_params(arr: pa.Array, plan: ColumnWritePlan) -> list[Any]:
             raise ValueError("NaN or infinity cannot be held by SQL Server float/real")
         return arr.to_pylist()
     if kind == "uuid":
-        return [None if b is None else uuid.UUID(bytes=b) for b in arr.storage.to_pylist()]  # type: ignore[attr-defined]
+        return [None if b is None else uuid.UUID(bytes=b) for b in arr.storage.to_pylist()]
     if kind == "time":
         factor = 1 if arr.type.unit == "ns" else 1000
         return [None if v is None else _time_text(v * factor) for v in arr.view(pa.int64()).to_pylist()]

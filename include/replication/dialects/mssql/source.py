@@ -16,9 +16,6 @@ the primary key, ``fetchmany`` windows sized by bytes, rows converted column by 
 (:mod:`..mssql_convert`). Precision pymssql loses and the policy for it are described in
 :mod:`..mssql_convert`.
 
-NOT verified against a real SQL Server on the machine this was written on (no Docker engine); the
-integration suite ``tests/integration/test_mssql_roundtrip.py`` runs it when
-``STACKOVERFLOW_MSSQL_TEST_URI`` names a server.
 """
 
 from __future__ import annotations
@@ -26,25 +23,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import pyarrow as pa
 
 from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, ForeignKeySpec, IdentitySpec, IndexSpec, TableSpec
-from include.replication.core.ddl import qualified, quote_ident
-from include.replication.core.endpoints import Endpoint
+from include.replication.core.dialect import Dialect
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError, SourceError
+from include.replication.core.keyranges import KeyRange, integer_key, range_predicate
 from include.replication.core.typemap import arrow_schema, select_expression
+from include.replication.dialects.mssql.connect import connect_mssql
 from include.replication.dialects.mssql.convert import (
     estimate_row_bytes,
     group_rows_by_bytes,
     next_fetch_size,
     rows_to_batch,
 )
+from include.replication.dialects.mssql.dialect import MSSQL
 
 __all__ = [
     "MssqlSource",
-    "connect_mssql",
     "column_from_catalog",
     "select_sql",
     "TABLES_SQL",
@@ -119,48 +119,6 @@ _FRACTIONAL = {"time", "datetime2", "datetimeoffset"}
 _NUMERIC = {"decimal", "numeric"}
 
 
-def connect_mssql(endpoint: Endpoint, *, autocommit: bool = False, database: str | None = None) -> Any:
-    """Open a pymssql connection from an :class:`Endpoint`.
-
-    Driver options are read by name from ``endpoint.options``: ``tds_version`` (default ``7.4``),
-    ``login_timeout`` and ``timeout`` (seconds), ``appname``, ``encryption``.
-
-    Args:
-        endpoint: a ``mssql`` endpoint.
-        autocommit: pymssql autocommit mode.
-        database: database to open instead of ``endpoint.database`` (e.g. ``master``).
-
-    Returns:
-        A ``pymssql.Connection``.
-
-    Raises:
-        Exception: whatever ``pymssql.connect`` raises (callers wrap it with the endpoint described
-            without its password).
-    """
-    import pymssql
-
-    opts = endpoint.options
-    kwargs: dict[str, Any] = {
-        "server": endpoint.host or "localhost",
-        "port": str(endpoint.port or 1433),
-        "user": endpoint.user,
-        "password": endpoint.password,
-        "database": database if database is not None else endpoint.database,
-        "autocommit": autocommit,
-        "tds_version": opts.get("tds_version", "7.4"),
-        "charset": "UTF-8",
-    }
-    if "login_timeout" in opts:
-        kwargs["login_timeout"] = int(opts["login_timeout"])
-    if "timeout" in opts:
-        kwargs["timeout"] = int(opts["timeout"])
-    if "appname" in opts:
-        kwargs["appname"] = opts["appname"]
-    if "encryption" in opts:
-        kwargs["encryption"] = opts["encryption"]
-    return pymssql.connect(**kwargs)
-
-
 def column_from_catalog(row: tuple[Any, ...], table: str = "?") -> ColumnSpec:
     """Build a :class:`ColumnSpec` from one row of :data:`COLUMNS_SQL`.
 
@@ -203,22 +161,24 @@ def column_from_catalog(row: tuple[Any, ...], table: str = "?") -> ColumnSpec:
     )
 
 
-def select_sql(spec: TableSpec) -> str:
+def select_sql(spec: TableSpec, key_range: KeyRange | None = None) -> str:
     """The reader's ``SELECT``: every column (through the typemap ``select`` template where one is
-    set, aliased back to its name), ``ORDER BY`` the primary key (else every column, for a stable
-    order).
+    set, aliased back to its name), restricted to ``key_range`` (half-open, on the single integer
+    primary key) when given, ``ORDER BY`` the primary key (else every column, for a stable order).
 
     Raises:
         UnsupportedTypeError: a column type outside the type map.
+        ValueError: ``key_range`` on a table without a single integer primary key.
     """
     cols = []
     for c in spec.columns:
-        q = quote_ident(c.name, "mssql")
+        q = MSSQL.quote(c.name)
         expr = select_expression(spec, c, q)
         cols.append(expr if expr == q else f"{expr} AS {q}")
     order = spec.primary_key or spec.column_names
-    order_sql = ", ".join(quote_ident(c, "mssql") for c in order)
-    return f"SELECT {', '.join(cols)} FROM {qualified(spec.schema, spec.name, 'mssql')} ORDER BY {order_sql}"
+    order_sql = ", ".join(MSSQL.quote(c) for c in order)
+    where = f" WHERE {range_predicate(spec, key_range, MSSQL)}" if key_range is not None else ""
+    return f"SELECT {', '.join(cols)} FROM {MSSQL.qualified(spec.schema, spec.name)}{where} ORDER BY {order_sql}"
 
 
 def _wrap(exc: Exception, message: str, table: str | None = None) -> SourceError:
@@ -227,7 +187,7 @@ def _wrap(exc: Exception, message: str, table: str | None = None) -> SourceError
 
 
 class MssqlSource:
-    """A SQL Server database read through pymssql (implements :class:`endpoints.Source`).
+    """A SQL Server database read through pymssql (implements :class:`core.protocols.Source`).
 
     The catalog connection is opened on first use; every ``read_batches`` call opens its own
     session (one per copy unit) and closes it on every path.
@@ -236,11 +196,11 @@ class MssqlSource:
         endpoint: a ``mssql`` endpoint (``schema`` defaults to ``dbo``).
     """
 
-    dialect = "mssql"
+    dialect: Dialect = MSSQL
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.schema = endpoint.default_schema
+        self.schema = endpoint.schema or MSSQL.default_schema
         self._conn: Any = None
 
     def _catalog_conn(self) -> Any:
@@ -285,7 +245,7 @@ class MssqlSource:
             SourceError: a catalog query failed.
         """
         schema = schema or self.schema
-        obj = qualified(schema, table, "mssql")
+        obj = MSSQL.qualified(schema, table)
         qname = f"{schema}.{table}"
         rows = self._query(COLUMNS_SQL, (obj,))
         if not rows:
@@ -331,7 +291,7 @@ class MssqlSource:
                 ForeignKeySpec(n, tuple(f["cols"]), f["ref_table"], tuple(f["ref_cols"])) for n, f in fks.items()
             ),
             row_estimate=estimate,
-            dialect="mssql",
+            dialect=MSSQL.name,
         )
         arrow_schema(spec)  # UnsupportedTypeError (table, column, type) before any row is copied
         return spec
@@ -342,9 +302,24 @@ class MssqlSource:
         Raises:
             SourceError: the query failed.
         """
-        return int(self._query(f"SELECT COUNT_BIG(*) FROM {qualified(spec.schema, spec.name, 'mssql')}")[0][0])
+        return int(self._query(f"SELECT COUNT_BIG(*) FROM {MSSQL.qualified(spec.schema, spec.name)}")[0][0])
 
-    def read_batches(self, spec: TableSpec, *, batch_rows: int, batch_bytes: int) -> Iterator[pa.RecordBatch]:
+    def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
+        """``(MIN, MAX)`` of the table's single integer primary key, or None (no such key, or empty).
+
+        Raises:
+            SourceError: the query failed.
+        """
+        column = integer_key(spec)
+        if column is None:
+            return None
+        q = MSSQL.quote(column)
+        lo, hi = self._query(f"SELECT MIN({q}), MAX({q}) FROM {MSSQL.qualified(spec.schema, spec.name)}")[0]
+        return None if lo is None else (int(lo), int(hi))
+
+    def read_batches(
+        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Stream the table ordered by primary key as RecordBatches with ``arrow_schema(spec)``.
 
         Opens one pymssql session for the call, sends ``SET TEXTSIZE 2147483647``, runs
@@ -353,6 +328,7 @@ class MssqlSource:
 
         Args:
             spec: the table's catalog (from :meth:`describe`).
+            key_range: read only ``lo <= key < hi`` of the single integer primary key.
             batch_rows: at most this many rows per batch.
             batch_bytes: about this many bytes per batch; one larger row travels alone.
 
@@ -365,7 +341,7 @@ class MssqlSource:
             SourceError: the connection or the query failed.
         """
         schema = arrow_schema(spec)
-        sql = select_sql(spec)
+        sql = select_sql(spec, key_range)
         started = time.monotonic()
         rows_total = bytes_total = batches = 0
         try:
@@ -417,8 +393,10 @@ class MssqlSource:
             finally:
                 self._conn = None
 
-    def __enter__(self) -> MssqlSource:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

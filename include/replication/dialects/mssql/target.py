@@ -16,9 +16,6 @@ and a retry replaces them: the unit is idempotent. pymssql substitutes parameter
 most ``min(1000, floor(2099 / columns))`` rows (:func:`mssql_convert.chunk_rows`) and about
 ``statement_bytes`` bytes of SQL text.
 
-NOT verified against a real SQL Server on the machine this was written on (no Docker engine);
-the SQL it sends is unit-tested (sqlglot tsql parser, recorded cursor calls) and the integration
-suite runs it when ``STACKOVERFLOW_MSSQL_TEST_URI`` names a server.
 """
 
 from __future__ import annotations
@@ -26,25 +23,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import pyarrow as pa
 
 from include.replication.core.catalog import TableSpec
 from include.replication.core.checks import check_batch
-from include.replication.core.ddl import (
-    MSSQL_CS_AS_COLLATION,
-    create_table_sql,
-    drop_keys_sql,
-    index_sql,
-    primary_key_sql,
-    qualified,
-    quote_ident,
-)
-from include.replication.core.endpoints import Endpoint
+from include.replication.core.config import MiB
+from include.replication.core.ddl import create_table_sql, drop_keys_sql, index_sql, primary_key_sql
+from include.replication.core.dialect import Dialect
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError, TargetError, ValidationError
+from include.replication.core.keyranges import KeyRange, range_predicate
+from include.replication.dialects.base import dialect as dialect_named
+from include.replication.dialects.mssql.connect import connect_mssql
 from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
-from include.replication.dialects.mssql.source import connect_mssql
+from include.replication.dialects.mssql.dialect import MSSQL
 
 __all__ = [
     "MssqlTarget",
@@ -60,7 +55,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STATEMENT_BYTES = 32 * 1024 * 1024
+DEFAULT_STATEMENT_BYTES = 32 * MiB
 """Budget of SQL text per INSERT statement (bytes); a larger single row is sent alone."""
 
 
@@ -90,7 +85,7 @@ def insert_sql(table: str, schema: str, columns: Sequence[str], rows: int) -> st
     """
     if not 1 <= rows <= 1000:
         raise ConfigurationError(f"a VALUES list holds 1..1000 rows, got {rows}", table=f"{schema}.{table}")
-    head = f"INSERT INTO {qualified(schema, table, 'mssql')} ({', '.join(quote_ident(c, 'mssql') for c in columns)}) VALUES "
+    head = f"INSERT INTO {MSSQL.qualified(schema, table)} ({', '.join(MSSQL.quote(c) for c in columns)}) VALUES "
     _placeholder_safe(head, f"table {schema}.{table}")
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     return head + ", ".join([one] * rows)
@@ -98,29 +93,29 @@ def insert_sql(table: str, schema: str, columns: Sequence[str], rows: int) -> st
 
 def identity_insert_sql(table: str, schema: str, on: bool) -> str:
     """``SET IDENTITY_INSERT [schema].[table] ON|OFF``."""
-    return f"SET IDENTITY_INSERT {qualified(schema, table, 'mssql')} {'ON' if on else 'OFF'}"
+    return f"SET IDENTITY_INSERT {MSSQL.qualified(schema, table)} {'ON' if on else 'OFF'}"
 
 
 def checkident_sql(table: str, schema: str, value: int) -> str:
     """``DBCC CHECKIDENT (N'[schema].[table]', RESEED, value)``: the next identity becomes
     ``value + increment``."""
-    return f"DBCC CHECKIDENT ({_literal(qualified(schema, table, 'mssql'))}, RESEED, {int(value)})"
+    return f"DBCC CHECKIDENT ({_literal(MSSQL.qualified(schema, table))}, RESEED, {int(value)})"
 
 
 def create_database_sql(database: str) -> str:
     """``IF DB_ID(N'db') IS NULL CREATE DATABASE [db]`` (run in autocommit on ``master``)."""
-    return f"IF DB_ID({_literal(database)}) IS NULL CREATE DATABASE {quote_ident(database, 'mssql')}"
+    return f"IF DB_ID({_literal(database)}) IS NULL CREATE DATABASE {MSSQL.quote(database)}"
 
 
 def create_schema_sql(schema: str) -> str:
     """``IF SCHEMA_ID(N's') IS NULL EXEC(N'CREATE SCHEMA [s]')`` (CREATE SCHEMA must start a batch)."""
-    inner = f"CREATE SCHEMA {quote_ident(schema, 'mssql')}"
+    inner = f"CREATE SCHEMA {MSSQL.quote(schema)}"
     return f"IF SCHEMA_ID({_literal(schema)}) IS NULL EXEC({_literal(inner)})"
 
 
 def drop_table_sql(table: str, schema: str) -> str:
     """``DROP TABLE IF EXISTS [schema].[table]`` (SQL Server 2016+)."""
-    return f"DROP TABLE IF EXISTS {qualified(schema, table, 'mssql')}"
+    return f"DROP TABLE IF EXISTS {MSSQL.qualified(schema, table)}"
 
 
 def write_rows(
@@ -155,7 +150,7 @@ def write_rows(
     """
     if batch.num_rows == 0:
         return 0
-    check_batch(spec, batch, reject_nul=True, length_unit="utf16")
+    check_batch(spec, batch, MSSQL)
     rows = batch_to_params(spec, batch, write_plan(spec))
     names = spec.column_names
     limit = chunk_rows(len(names))
@@ -175,26 +170,32 @@ def write_rows(
 
 
 class MssqlTarget:
-    """A SQL Server database written through pymssql (implements :class:`endpoints.Target`).
+    """A SQL Server database written through pymssql (implements :class:`core.protocols.Target`).
 
     Tables go to the endpoint's schema (default ``dbo``) under the source table's name. Text
-    columns of tables copied from PostgreSQL get the case- and accent-sensitive collation
-    :data:`ddl.MSSQL_CS_AS_COLLATION` (PostgreSQL compares case-sensitively).
+    columns of tables copied from a case-sensitive source (PostgreSQL) get the case- and
+    accent-sensitive collation ``MSSQL.case_sensitive_collation``.
 
     Args:
         endpoint: a ``mssql`` endpoint; option ``statement_mib`` (SQL text per INSERT, MiB) is read
-            by name besides the driver options of :func:`sources.mssql.connect_mssql`.
+            by name besides the driver options of :func:`connect.connect_arguments`.
 
     Raises:
         TargetError: the connection failed (retryable).
     """
 
-    dialect = "mssql"
+    dialect: Dialect = MSSQL
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.schema = endpoint.default_schema
-        self.statement_bytes = int(float(endpoint.options.get("statement_mib", 32)) * 1024 * 1024)
+        self.schema = endpoint.schema or MSSQL.default_schema
+        try:
+            statement_mib = float(endpoint.options.get("statement_mib", DEFAULT_STATEMENT_BYTES / MiB))
+        except ValueError:
+            raise ConfigurationError(f"statement_mib must be a number of MiB, got {endpoint.options['statement_mib']!r}") from None
+        if statement_mib <= 0:
+            raise ConfigurationError(f"statement_mib must be > 0, got {statement_mib}")
+        self.statement_bytes = int(statement_mib * MiB)
         self._database_checked = False
         self._identity_on: str | None = None
         self._conn: Any = None
@@ -227,7 +228,7 @@ class MssqlTarget:
         self._database_checked = True
 
     def _name(self, spec: TableSpec) -> str:
-        return qualified(self.schema, spec.name, "mssql")
+        return MSSQL.qualified(self.schema, spec.name)
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self._connection().cursor()
@@ -240,8 +241,8 @@ class MssqlTarget:
         finally:
             cur.close()
 
-    def _collation(self, spec: TableSpec) -> str | None:
-        return MSSQL_CS_AS_COLLATION if spec.dialect == "postgresql" else None
+    def _create_sql(self, spec: TableSpec) -> str:
+        return create_table_sql(spec, MSSQL, self.schema, source=dialect_named(spec.dialect))
 
     def _identity(self, spec: TableSpec, on: bool) -> None:
         if spec.identity is None:
@@ -250,7 +251,7 @@ class MssqlTarget:
         self._identity_on = spec.name if on else None
 
     # -- protocol --------------------------------------------------------------------------------
-    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Run one statement (``%s`` placeholders) and commit; return its rows.
 
         Raises:
@@ -274,7 +275,7 @@ class MssqlTarget:
             UnsupportedTypeError: a column SQL Server cannot hold exactly.
             TargetError: DDL failed.
         """
-        ddl = create_table_sql(spec, "mssql", self.schema, text_collation=self._collation(spec))
+        ddl = self._create_sql(spec)
         try:
             self._run(create_schema_sql(self.schema))
             self._run(drop_table_sql(spec.name, self.schema))
@@ -293,8 +294,8 @@ class MssqlTarget:
         Raises:
             TargetError: DDL failed.
         """
-        ddl = create_table_sql(spec, "mssql", self.schema, text_collation=self._collation(spec))
-        pk = primary_key_sql(spec, "mssql", self.schema)
+        ddl = self._create_sql(spec)
+        pk = primary_key_sql(spec, MSSQL, self.schema)
         body = ddl + (";\n" + pk if pk else "")
         sql = f"IF OBJECT_ID({_literal(self._name(spec))}, N'U') IS NULL EXEC({_literal(body)})"
         try:
@@ -305,22 +306,44 @@ class MssqlTarget:
             self.rollback_unit()
             raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name) from exc
 
-    def begin_unit(self, spec: TableSpec) -> None:
-        """Start the unit's transaction: ``TRUNCATE TABLE`` (transactional) and, for a table with
-        an identity column, ``SET IDENTITY_INSERT ... ON`` on this connection.
+    def clone(self) -> MssqlTarget:
+        """A second target on its own connection (one per parallel key-range unit)."""
+        twin = MssqlTarget(self.endpoint)
+        twin._database_checked = self._database_checked
+        return twin
+
+    def begin_unit(self, spec: TableSpec, key_range: KeyRange | None = None) -> None:
+        """Start the unit's transaction and clear exactly the rows the unit will write; for a table
+        with an identity column, ``SET IDENTITY_INSERT ... ON`` on this connection.
+
+        Whole table (``key_range`` None): drop the primary key and secondary indexes if a previous
+        attempt built them, then ``TRUNCATE TABLE`` (transactional in SQL Server). A key range:
+        ``DELETE`` of that range only.
 
         Raises:
             TargetError: the table is missing or locked.
         """
         try:
             self._connection().rollback()
-            for sql in drop_keys_sql(spec, "mssql", self.schema):  # a retry after finish_table
-                self._run(sql)
-            self._run(f"TRUNCATE TABLE {self._name(spec)}")
+            if key_range is not None:
+                self._run(f"DELETE FROM {self._name(spec)} WHERE {range_predicate(spec, key_range, MSSQL)}")
+            else:
+                for sql in drop_keys_sql(spec, MSSQL, self.schema):  # a retry after finish_table
+                    self._run(sql)
+                self._run(f"TRUNCATE TABLE {self._name(spec)}")
             self._identity(spec, True)
         except Exception as exc:
             self.rollback_unit()
             raise TargetError(f"cannot start copy unit: {exc}", table=spec.qualified_name) from exc
+
+    def clear_table(self, spec: TableSpec) -> None:
+        """Drop the keys an earlier attempt built, ``TRUNCATE``, and commit (before parallel ranges).
+
+        Raises:
+            TargetError: the table is missing or locked.
+        """
+        self.begin_unit(spec)
+        self.commit_unit(spec, 0)
 
     def write_batches(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
         """Write the batches with chunked ``executemany`` inside the open unit.
@@ -349,15 +372,16 @@ class MssqlTarget:
         log.info("wrote %s: %d rows, %.2f s", spec.qualified_name, rows, time.monotonic() - started)
         return rows
 
-    def commit_unit(self, spec: TableSpec, expected_rows: int) -> None:
-        """Check ``COUNT_BIG(*) == expected_rows`` inside the transaction, ``SET IDENTITY_INSERT
-        OFF``, then ``COMMIT``.
+    def commit_unit(self, spec: TableSpec, expected_rows: int, key_range: KeyRange | None = None) -> None:
+        """Check ``COUNT_BIG(*) == expected_rows`` (of the key range, if any) inside the
+        transaction, ``SET IDENTITY_INSERT OFF``, then ``COMMIT``.
 
         Raises:
             ValidationError: the count differs (rolled back; nothing is committed).
             TargetError: commit failed.
         """
-        count = int(self._run(f"SELECT COUNT_BIG(*) FROM {self._name(spec)}")[0][0])
+        where = f" WHERE {range_predicate(spec, key_range, MSSQL)}" if key_range is not None else ""
+        count = int(self._run(f"SELECT COUNT_BIG(*) FROM {self._name(spec)}{where}")[0][0])
         if count != expected_rows:
             self.rollback_unit()
             raise ValidationError(
@@ -394,16 +418,16 @@ class MssqlTarget:
             TargetError: a statement failed (e.g. duplicate keys when building the primary key).
         """
         statements = []
-        pk = primary_key_sql(spec, "mssql", self.schema)
+        pk = primary_key_sql(spec, MSSQL, self.schema)
         if pk:
             statements.append(pk)
-        statements += [index_sql(spec, ix, "mssql", self.schema) for ix in spec.indexes]
+        statements += [index_sql(spec, ix, MSSQL, self.schema) for ix in spec.indexes]
         try:
             for sql in statements:
                 self._run(sql)
             if spec.identity is not None:
                 agg = "MAX" if spec.identity.increment > 0 else "MIN"
-                col = quote_ident(spec.identity.column, "mssql")
+                col = MSSQL.quote(spec.identity.column)
                 current = self._run(f"SELECT {agg}({col}) FROM {self._name(spec)}")[0][0]
                 values = [v for v in (current, spec.identity.last_value) if v is not None]
                 if values:
@@ -429,7 +453,7 @@ class MssqlTarget:
         Raises:
             TargetError: a statement failed (rolled back).
         """
-        where = " AND ".join(f"{quote_ident(k, 'mssql')} = %s" for k in key_columns)
+        where = " AND ".join(f"{MSSQL.quote(k)} = %s" for k in key_columns)
         try:
             for row in batch.select(list(key_columns)).to_pylist():
                 self._run(f"DELETE FROM {self._name(spec)} WHERE {where}", [row[k] for k in key_columns])
@@ -460,8 +484,10 @@ class MssqlTarget:
             finally:
                 self._conn = None
 
-    def __enter__(self) -> MssqlTarget:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from include.replication.core.endpoints import Endpoint
+from include.replication.core.endpoint import ConnectionFields, Endpoint
 from include.replication.core.errors import ConfigurationError
+from include.replication.dialects.postgres.dialect import POSTGRES
 
-__all__ = ["libpq_uri", "connect", "PG_OPTION_NAMES"]
-
-PG_OPTION_NAMES = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "connect_timeout")
-"""libpq URI parameters taken by name from an endpoint's options (connection extras)."""
+__all__ = ["libpq_uri", "libpq_uri_fields", "connect"]
 
 
 def libpq_uri(endpoint: Endpoint) -> str:
     """Build the libpq URI of an endpoint.
 
     A host starting with ``/`` is a Unix-socket directory and goes to the ``host=`` parameter.
-    Only the options named in ``PG_OPTION_NAMES`` are passed on.
+    Only the options named in ``POSTGRES.option_names`` are passed on.
 
     Raises:
         ConfigurationError: the endpoint is not PostgreSQL or has no database.
     """
-    if endpoint.dialect != "postgresql":
+    if endpoint.dialect != POSTGRES.name:
         raise ConfigurationError(f"not a PostgreSQL endpoint: {endpoint.describe()}")
     if not endpoint.database:
         raise ConfigurationError(f"PostgreSQL endpoint without database: {endpoint.describe()}")
@@ -32,7 +31,7 @@ def libpq_uri(endpoint: Endpoint) -> str:
         if endpoint.password:
             auth += ":" + quote(endpoint.password, safe="")
         auth += "@"
-    params = {k: endpoint.options[k] for k in PG_OPTION_NAMES if k in endpoint.options}
+    params = {k: endpoint.options[k] for k in POSTGRES.option_names if k in endpoint.options}
     host = endpoint.host or ""
     netloc = ""
     if host.startswith("/"):
@@ -45,7 +44,39 @@ def libpq_uri(endpoint: Endpoint) -> str:
     return f"postgresql://{auth}{netloc}/{quote(endpoint.database, safe='')}{query}"
 
 
-def connect(endpoint: Endpoint, *, autocommit: bool = False):  # noqa: ANN201 - ADBC Connection
+def libpq_uri_fields(uri: str) -> ConnectionFields:
+    """Read a libpq URI into connection fields (libpq's own forms, which Airflow's parser misses).
+
+    Forms: ``postgresql://user:pw@host:5432/db``, the socket form
+    ``postgresql://user@/db?host=/socket/dir`` (libpq "Connection URIs"), and Airflow's form with
+    a percent-encoded socket directory as host (``postgres://user@%2Fsocket%2Fdir/db``). Other
+    query parameters stay in ``extra`` (read by name later, never passed on blindly).
+
+    Raises:
+        ConfigurationError: a port that is not a number.
+    """
+    parts = urlsplit(uri)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    hostport = parts.netloc.rsplit("@", 1)[-1]
+    host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+    host = unquote(host) or query.pop("host", "")
+    port = port or query.pop("port", "")
+    query.pop("host", None)
+    query.pop("port", None)
+    if port and not port.isdigit():
+        raise ConfigurationError(f"port {port!r} is not a number")
+    return ConnectionFields(
+        "postgres",
+        host or None,
+        int(port) if port else None,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        unquote(parts.path.lstrip("/")) or None,
+        dict(query),
+    )
+
+
+def connect(endpoint: Endpoint, *, autocommit: bool = False) -> Any:
     """Open an ADBC DB-API connection to the endpoint.
 
     Returns:

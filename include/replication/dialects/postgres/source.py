@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import pyarrow as pa
 
 from include.replication.core.batching import rebatch
 from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, ForeignKeySpec, IdentitySpec, IndexSpec, TableSpec
-from include.replication.core.ddl import qualified, quote_ident
-from include.replication.core.endpoints import Endpoint
+from include.replication.core.dialect import Dialect
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, DataError, SourceError
 from include.replication.core.keyranges import KeyRange, integer_key, range_predicate
 from include.replication.core.typemap import arrow_schema, select_expression
 from include.replication.dialects.postgres.connect import connect
+from include.replication.dialects.postgres.dialect import POSTGRES
 
 __all__ = ["PostgresSource", "CATALOG_COLUMNS_SQL"]
 
@@ -103,7 +105,7 @@ def _column(row: tuple[Any, ...]) -> ColumnSpec:
 
 
 class PostgresSource:
-    """A PostgreSQL database read through ADBC (implements :class:`endpoints.Source`).
+    """A PostgreSQL database read through ADBC (implements :class:`core.protocols.Source`).
 
     Args:
         endpoint: where the database is.
@@ -112,10 +114,12 @@ class PostgresSource:
         SourceError: the connection failed (retryable).
     """
 
-    dialect = "postgresql"
+    dialect: Dialect = POSTGRES
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
+        self.schema = endpoint.schema or POSTGRES.default_schema
+        self._conn: Any = None
         try:
             self._conn = connect(endpoint, autocommit=True)
         except Exception as exc:  # adbc_driver_manager errors
@@ -131,7 +135,7 @@ class PostgresSource:
         rows = self._query(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 "
             "AND table_type = 'BASE TABLE' ORDER BY table_name",
-            (schema or self.endpoint.default_schema,),
+            (schema or self.schema,),
         )
         return [r[0] for r in rows]
 
@@ -142,7 +146,7 @@ class PostgresSource:
             ConfigurationError: the table does not exist (names schema and table).
             UnsupportedTypeError: a column type is not in the type map.
         """
-        schema = schema or self.endpoint.default_schema
+        schema = schema or self.schema
         col_rows = self._query(CATALOG_COLUMNS_SQL, (schema, table))
         if not col_rows:
             raise ConfigurationError("table not found in source", table=f"{schema}.{table}")
@@ -175,24 +179,26 @@ class PostgresSource:
             indexes=tuple(IndexSpec(n, tuple(cols), u) for n, (u, cols) in indexes.items()),
             foreign_keys=tuple(ForeignKeySpec(n, tuple(c), rt, tuple(rc)) for n, (c, rt, rc) in fks.items()),
             row_estimate=int(estimate[0][0]) if estimate else 0,
-            dialect="postgresql",
+            dialect=POSTGRES.name,
         )
         arrow_schema(spec)  # fail now, before copying, on an unsupported type
         return spec
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``COUNT(*)`` (rows)."""
-        return int(self._query(f"SELECT count(*) FROM {qualified(spec.schema, spec.name, 'postgresql')}")[0][0])
-
-    supports_key_ranges = True
+        return int(self._query(f"SELECT count(*) FROM {POSTGRES.qualified(spec.schema, spec.name)}")[0][0])
 
     def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
-        """``(min, max)`` of the table's single integer primary key, or None (no such key, or empty)."""
+        """``(min, max)`` of the table's single integer primary key, or None (no such key, or empty).
+
+        Raises:
+            SourceError: the query failed.
+        """
         column = integer_key(spec)
         if column is None:
             return None
-        q = quote_ident(column, "postgresql")
-        lo, hi = self._query(f"SELECT min({q}), max({q}) FROM {qualified(spec.schema, spec.name, 'postgresql')}")[0]
+        q = POSTGRES.quote(column)
+        lo, hi = self._query(f"SELECT min({q}), max({q}) FROM {POSTGRES.qualified(spec.schema, spec.name)}")[0]
         return None if lo is None else (int(lo), int(hi))
 
     def select_sql(self, spec: TableSpec, key_range: KeyRange | None = None) -> str:
@@ -200,14 +206,14 @@ class PostgresSource:
         restricted to ``key_range`` (half-open, on the integer primary key) when given."""
         exprs = []
         for c in spec.columns:
-            q = quote_ident(c.name, "postgresql")
+            q = POSTGRES.quote(c.name)
             e = select_expression(spec, c, q)
             exprs.append(e if e == q else f"{e} AS {q}")
-        sql = f"SELECT {', '.join(exprs)} FROM {qualified(spec.schema, spec.name, 'postgresql')}"
+        sql = f"SELECT {', '.join(exprs)} FROM {POSTGRES.qualified(spec.schema, spec.name)}"
         if key_range is not None:
-            sql += " WHERE " + range_predicate(spec, key_range, "postgresql")
+            sql += " WHERE " + range_predicate(spec, key_range, POSTGRES)
         if spec.primary_key:
-            sql += " ORDER BY " + ", ".join(quote_ident(c, "postgresql") for c in spec.primary_key)
+            sql += " ORDER BY " + ", ".join(POSTGRES.quote(c) for c in spec.primary_key)
         return sql
 
     def read_batches(
@@ -276,10 +282,12 @@ class PostgresSource:
         """Close the catalog connection. Idempotent."""
         if self._conn is not None:
             self._conn.close()
-            self._conn = None  # type: ignore[assignment]
+            self._conn = None
 
-    def __enter__(self) -> PostgresSource:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import pyarrow as pa
 
 from include.replication.core.catalog import TableSpec
 from include.replication.core.checks import check_batch
-from include.replication.core.ddl import (
-    create_table_sql,
-    drop_keys_sql,
-    index_sql,
-    primary_key_sql,
-    qualified,
-    quote_ident,
-)
-from include.replication.core.endpoints import Endpoint
+from include.replication.core.ddl import create_table_sql, drop_keys_sql, index_sql, primary_key_sql
+from include.replication.core.dialect import Dialect
+from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError, TargetError, ValidationError
 from include.replication.core.keyranges import KeyRange, range_predicate
 from include.replication.core.typemap import adapt_batch, target_arrow_schema
+from include.replication.dialects.base import dialect as dialect_named
 from include.replication.dialects.postgres.connect import connect
+from include.replication.dialects.postgres.dialect import POSTGRES
 
 __all__ = ["PostgresTarget"]
 
@@ -35,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class PostgresTarget:
-    """A PostgreSQL database written through ADBC (implements :class:`endpoints.Target`).
+    """A PostgreSQL database written through ADBC (implements :class:`core.protocols.Target`).
 
     Tables go to the endpoint's schema (default ``public``) under the source table's name.
 
@@ -46,11 +43,12 @@ class PostgresTarget:
         TargetError: the connection failed (retryable).
     """
 
-    dialect = "postgresql"
+    dialect: Dialect = POSTGRES
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.schema = endpoint.default_schema
+        self.schema = endpoint.schema or POSTGRES.default_schema
+        self._conn: Any = None
         try:
             self._conn = connect(endpoint, autocommit=False)
         except Exception as exc:
@@ -58,7 +56,7 @@ class PostgresTarget:
 
     # -- helpers -------------------------------------------------------------------------------
     def _name(self, spec: TableSpec) -> str:
-        return qualified(self.schema, spec.name, "postgresql")
+        return POSTGRES.qualified(self.schema, spec.name)
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._conn.cursor() as cur:
@@ -68,7 +66,7 @@ class PostgresTarget:
             except Exception:  # statement without a result set
                 return []
 
-    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Run one statement (``$1`` placeholders) and commit; return its rows.
 
         Raises:
@@ -90,9 +88,9 @@ class PostgresTarget:
             UnsupportedTypeError: a column PostgreSQL cannot hold exactly.
             TargetError: DDL failed.
         """
-        ddl = create_table_sql(spec, "postgresql", self.schema)
+        ddl = create_table_sql(spec, POSTGRES, self.schema, source=dialect_named(spec.dialect))
         try:
-            self._run(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema, 'postgresql')}")
+            self._run(f"CREATE SCHEMA IF NOT EXISTS {POSTGRES.quote(self.schema)}")
             self._run(f"DROP TABLE IF EXISTS {self._name(spec)} CASCADE")
             self._run(ddl)
             self._conn.commit()
@@ -107,16 +105,14 @@ class PostgresTarget:
         Raises:
             TargetError: DDL failed.
         """
-        ddl = create_table_sql(spec, "postgresql", self.schema).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+        ddl = create_table_sql(spec, POSTGRES, self.schema).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
         try:
-            self._run(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema, 'postgresql')}")
+            self._run(f"CREATE SCHEMA IF NOT EXISTS {POSTGRES.quote(self.schema)}")
             self._run(ddl)
             self._conn.commit()
         except Exception as exc:
             self._conn.rollback()
             raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name) from exc
-
-    supports_key_ranges = True
 
     def clone(self) -> PostgresTarget:
         """A second target on its own connection (one per parallel key-range unit)."""
@@ -135,14 +131,28 @@ class PostgresTarget:
         try:
             self._conn.rollback()
             if key_range is not None:
-                self._run(f"DELETE FROM {self._name(spec)} WHERE {range_predicate(spec, key_range, 'postgresql')}")
+                self._run(f"DELETE FROM {self._name(spec)} WHERE {range_predicate(spec, key_range, POSTGRES)}")
                 return
-            for sql in drop_keys_sql(spec, "postgresql", self.schema):
+            for sql in drop_keys_sql(spec, POSTGRES, self.schema):
                 self._run(sql)
             self._run(f"TRUNCATE TABLE {self._name(spec)}")
         except Exception as exc:
             self._conn.rollback()
             raise TargetError(f"cannot start copy unit: {exc}", table=spec.qualified_name) from exc
+
+    def clear_table(self, spec: TableSpec) -> None:
+        """Drop the keys an earlier attempt built, ``TRUNCATE``, and commit (before parallel ranges,
+        so the range units do not wait on the TRUNCATE's lock).
+
+        Raises:
+            TargetError: the table is missing or locked.
+        """
+        self.begin_unit(spec)
+        try:
+            self._conn.commit()
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"cannot clear the table: {exc}", table=spec.qualified_name) from exc
 
     def write_batches(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
         """Bulk-ingest the batches with one binary ``COPY`` inside the open unit.
@@ -157,7 +167,7 @@ class PostgresTarget:
             ReplicationError: whatever the batch iterator raised (e.g. the reader's SourceError).
             TargetError: COPY failed for another reason.
         """
-        schema = target_arrow_schema(spec, "postgresql")
+        schema = target_arrow_schema(spec, POSTGRES)
         failure: list[BaseException] = []
         rows = 0
 
@@ -165,9 +175,9 @@ class PostgresTarget:
             nonlocal rows
             try:
                 for batch in batches:
-                    check_batch(spec, batch, reject_nul=True)
+                    check_batch(spec, batch, POSTGRES)
                     rows += batch.num_rows
-                    yield adapt_batch(spec, batch, "postgresql")
+                    yield adapt_batch(spec, batch, POSTGRES)
             except BaseException as exc:  # surfaced below as the real error, not ADBC's
                 failure.append(exc)
                 raise
@@ -194,7 +204,7 @@ class PostgresTarget:
             ValidationError: the count differs (rolled back; nothing is committed).
             TargetError: commit failed.
         """
-        where = f" WHERE {range_predicate(spec, key_range, 'postgresql')}" if key_range is not None else ""
+        where = f" WHERE {range_predicate(spec, key_range, POSTGRES)}" if key_range is not None else ""
         count = int(self._run(f"SELECT count(*) FROM {self._name(spec)}{where}")[0][0])
         if count != expected_rows:
             self._conn.rollback()
@@ -223,15 +233,15 @@ class PostgresTarget:
             TargetError: a statement failed (e.g. duplicate keys when building the primary key).
         """
         statements = []
-        pk = primary_key_sql(spec, "postgresql", self.schema)
+        pk = primary_key_sql(spec, POSTGRES, self.schema)
         if pk:
             statements.append(pk)
-        statements += [index_sql(spec, ix, "postgresql", self.schema) for ix in spec.indexes]
+        statements += [index_sql(spec, ix, POSTGRES, self.schema) for ix in spec.indexes]
         try:
             for sql in statements:
                 self._run(sql)
             if spec.identity is not None:
-                col = quote_ident(spec.identity.column, "postgresql")
+                col = POSTGRES.quote(spec.identity.column)
                 self._run(
                     f"SELECT setval(pg_get_serial_sequence($1, $2), "
                     f"COALESCE((SELECT max({col}) FROM {self._name(spec)}), $3::bigint), "
@@ -262,7 +272,7 @@ class PostgresTarget:
         Raises:
             TargetError: the statement failed (rolled back).
         """
-        where = " AND ".join(f"{quote_ident(k, 'postgresql')} = ${i + 1}" for i, k in enumerate(key_columns))
+        where = " AND ".join(f"{POSTGRES.quote(k)} = ${i + 1}" for i, k in enumerate(key_columns))
         try:
             for row in batch.select(list(key_columns)).to_pylist():
                 self._run(f"DELETE FROM {self._name(spec)} WHERE {where}", [row[k] for k in key_columns])
@@ -287,10 +297,12 @@ class PostgresTarget:
         if self._conn is not None:
             self.rollback_unit()
             self._conn.close()
-            self._conn = None  # type: ignore[assignment]
+            self._conn = None
 
-    def __enter__(self) -> PostgresTarget:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

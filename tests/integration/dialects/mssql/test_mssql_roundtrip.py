@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from include.replication.core.endpoints import Endpoint
+from include.replication.core.endpoint import Endpoint
 
 URI = os.environ.get("STACKOVERFLOW_MSSQL_TEST_URI")
 
@@ -227,8 +227,8 @@ def test_mssql_to_mssql_roundtrip(probe_source, tmp_path):
 
 
 def test_mssql_to_postgres_roundtrip(probe_source, tmp_path, local_pg, fresh_database):
-    from include.replication.core.endpoints import open_target
     from include.replication.core.pipeline import copy_table
+    from include.replication.dialects.registry import open_target
 
     source, spec = probe_source
     db = fresh_database("mssql_rt")

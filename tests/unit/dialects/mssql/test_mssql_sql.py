@@ -20,6 +20,7 @@ from include.replication.core.ddl import create_table_sql, index_sql, primary_ke
 from include.replication.core.errors import ConfigurationError, DataError, UnsupportedTypeError
 from include.replication.dialects.mssql import source as src
 from include.replication.dialects.mssql.convert import rows_to_batch
+from include.replication.dialects.mssql.dialect import MSSQL
 from include.replication.dialects.mssql.target import (
     checkident_sql,
     create_database_sql,
@@ -130,7 +131,7 @@ def test_create_table_types_lengths_identity_and_quoting():
         ),
         schema="dbo", primary_key=("Id",), identity=IdentitySpec("Id", seed=-5, increment=2), dialect="mssql",
     )
-    sql = create_table_sql(spec, "mssql", "dbo")
+    sql = create_table_sql(spec, MSSQL, "dbo")
     assert "[Id] int IDENTITY(-5,2) NOT NULL" in sql
     assert "[Order] nvarchar(40) NOT NULL" in sql and "[Body] nvarchar(max) NULL" in sql
     assert "[a]]b] varbinary(max) NULL" in sql and "[M] money NULL" in sql
@@ -146,11 +147,10 @@ def test_create_table_from_postgres_gets_case_sensitive_collation():
         "t", (ColumnSpec("id", "integer", nullable=False), ColumnSpec("name", "character varying", length=10), ColumnSpec("doc", "text")),
         schema="public", dialect="postgresql",
     )
-    from include.replication.core.endpoints import Endpoint
-    from include.replication.dialects.mssql.target import MssqlTarget
+    from include.replication.dialects.postgres.dialect import POSTGRES
 
-    target = MssqlTarget(Endpoint("mssql", "nowhere", 1433, "db"))  # connects lazily: nothing opened here
-    sql = create_table_sql(spec, "mssql", "dbo", text_collation=target._collation(spec))
+    sql = create_table_sql(spec, MSSQL, "dbo", source=POSTGRES)
+    assert "COLLATE" not in create_table_sql(spec, MSSQL, "dbo", source=MSSQL)
     assert "[name] nvarchar(10) COLLATE Latin1_General_100_CS_AS_SC_UTF8 NULL" in sql
     assert "[doc] nvarchar(max) COLLATE Latin1_General_100_CS_AS_SC_UTF8 NULL" in sql
     assert "[id] int NOT NULL" in sql
@@ -161,10 +161,10 @@ def test_primary_key_index_and_identity_statements():
     spec = _order_spec()
     spec = TableSpec(spec.name, spec.columns, schema="dbo", primary_key=("Id",), primary_key_name="PK_Order__Id",
                      identity=spec.identity, indexes=(IndexSpec("IX_User", ("User", "Id"), unique=True),), dialect="mssql")
-    pk = primary_key_sql(spec, "mssql", "dbo")
+    pk = primary_key_sql(spec, MSSQL, "dbo")
     assert pk == "ALTER TABLE [dbo].[Order] ADD CONSTRAINT [PK_Order__Id] PRIMARY KEY CLUSTERED ([Id])"
     _parse(pk)
-    ix = index_sql(spec, spec.indexes[0], "mssql", "dbo")
+    ix = index_sql(spec, spec.indexes[0], MSSQL, "dbo")
     assert ix == "CREATE UNIQUE INDEX [IX_User] ON [dbo].[Order] ([User], [Id])"
     assert isinstance(_parse(ix), exp.Create)
     on, off = identity_insert_sql("Order", "dbo", True), identity_insert_sql("Order", "dbo", False)

@@ -29,8 +29,8 @@ def test_options_are_read_by_name_and_schema_override():
     ep = endpoint_from_uri("postgresql://u@h/d?sslmode=require&evil=1&db_schema=so", schema="other")
     assert ep.options == {"sslmode": "require"}
     assert ep.schema == "other"
-    assert endpoint_from_uri("postgresql://u@h/d?db_schema=so").default_schema == "so"
-    assert endpoint_from_uri("postgresql://u@h/d").default_schema == "public"
+    assert endpoint_from_uri("postgresql://u@h/d?db_schema=so").schema == "so"
+    assert endpoint_from_uri("postgresql://u@h/d").schema is None  # the dialect default (public) applies
 
 
 def test_mssql_uri_through_airflow_parsing():
@@ -38,7 +38,7 @@ def test_mssql_uri_through_airflow_parsing():
     assert (ep.dialect, ep.host, ep.port, ep.database, ep.user, ep.password) == (
         "mssql", "sql.example", 1433, "StackOverflow2010", "sa", "Pa;ss")
     assert ep.options == {"tds_version": "7.4"}
-    assert ep.default_schema == "dbo"
+    assert ep.schema is None
 
 
 def test_password_never_in_repr_or_description():
@@ -69,8 +69,9 @@ def test_redact_removes_passwords():
 
 def test_copy_settings_from_params():
     s = CopySettings.from_params({"memory_budget_mib": 64, "batch_rows": 1000, "overlap": False}, run_id="r", attempt=3)
+    # overlap is not a DAG param (the DAGs always overlap); the benchmarks set it on CopySettings
     assert (s.memory_budget_bytes, s.batch_rows, s.batch_bytes, s.overlap, s.run_id, s.attempt) == (
-        64 * MiB, 1000, 2 * MiB, False, "r", 3)
+        64 * MiB, 1000, 2 * MiB, True, "r", 3)
     assert CopySettings.from_params({}).batch_bytes == 4 * MiB
     assert CopySettings.from_params({"memory_budget_mib": 1024}).batch_bytes == 8 * MiB
     assert CopySettings.from_params({"memory_budget_mib": 1}).batch_bytes == 64 * 1024
@@ -81,6 +82,40 @@ def test_copy_settings_from_params():
     with pytest.raises(ConfigurationError):
         CopySettings.from_params({"memory_budget_mib": 0})
     with pytest.raises(ConfigurationError):
-        CopySettings.from_params({"overlap": "yes"})
+        CopySettings.from_params({"parallel_ranges": 17})
     with pytest.raises(ConfigurationError):
         CopySettings.from_params({"batch_rows": "many"})
+
+
+def test_regression_mssql_options_from_an_airflow_connection_reach_driver_and_writer():
+    """Before: connections.OPTION_NAMES lacked appname, encryption and statement_mib, so an Airflow
+    connection could never set them; charset was accepted and then overwritten with UTF-8."""
+    from include.replication.dialects.mssql.connect import connect_arguments
+    from include.replication.dialects.mssql.target import MssqlTarget
+
+    extras = {"appname": "so-replication", "encryption": "require", "statement_mib": "4", "tds_version": "7.4",
+              "login_timeout": "7", "evil": "x"}
+    ep = endpoint_from_fields("stackoverflow_target", "mssql", "sql.example", 1433, "sa", "pw", "so", extras)
+    assert ep.options == {"appname": "so-replication", "encryption": "require", "statement_mib": "4",
+                          "tds_version": "7.4", "login_timeout": "7"}
+    kwargs = connect_arguments(ep)
+    assert (kwargs["appname"], kwargs["encryption"], kwargs["tds_version"], kwargs["login_timeout"]) == (
+        "so-replication", "require", "7.4", 7)
+    assert "evil" not in kwargs and "statement_mib" not in kwargs
+    assert MssqlTarget(ep).statement_bytes == 4 * MiB
+
+
+@pytest.mark.parametrize("charset", ["UTF-8", "utf8"])
+def test_mssql_charset_utf8_is_accepted(charset):
+    from include.replication.dialects.mssql.connect import connect_arguments
+
+    ep = endpoint_from_fields("c", "mssql", "h", 1433, "u", "p", "d", {"charset": charset})
+    assert connect_arguments(ep)["charset"] == "UTF-8"
+
+
+def test_regression_mssql_charset_other_than_utf8_is_refused_not_overwritten():
+    from include.replication.dialects.mssql.connect import connect_arguments
+
+    ep = endpoint_from_fields("c", "mssql", "h", 1433, "u", "p", "d", {"charset": "cp1252"})
+    with pytest.raises(ConfigurationError, match="charset 'cp1252'.*UTF-8"):
+        connect_arguments(ep)

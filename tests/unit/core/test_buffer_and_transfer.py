@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from include.replication.core.batching import batch_nbytes
-from include.replication.core.buffer import BufferAborted, SpillingBuffer, transfer
+from include.replication.core.buffer import BufferAborted, SpillingBuffer
 from include.replication.core.errors import ReplicationError, SourceError, TargetError, ValidationError
+from include.replication.core.transfer import transfer
 
 MIB = 1024 * 1024
 SCHEMA = pa.schema([pa.field("Id", pa.int64(), nullable=False), pa.field("Body", pa.string())])
@@ -384,7 +385,7 @@ def test_transfer_logs_progress_with_eta_and_one_summary(tmp_path: Path, caplog:
     progress = [r.getMessage() for r in caplog.records if r.name == "include.replication.core.metrics"]
     assert len(progress) == 5 and progress[-1].startswith("dbo.Posts: 500 of ~500 rows (100.0%)")
     assert "ETA 0s" in progress[-1]
-    summary = [r.getMessage() for r in caplog.records if r.name == "include.replication.core.buffer" and "high-water" in r.getMessage()]
+    summary = [r.getMessage() for r in caplog.records if r.name == "include.replication.core.transfer" and "high-water" in r.getMessage()]
     assert len(summary) == 1 and summary[0].startswith("dbo.Posts: 500 rows")
     assert "peak RSS" in summary[0] and "spilled 0 files" in summary[0]
 

@@ -1,0 +1,168 @@
+"""The Source and Target protocols: every method the pipeline, the tasks and the tools call.
+
+Every database dialect provides one ``Source`` (catalog + RecordBatch reader) and one ``Target``
+(DDL + bulk writer); the data producers of ``include/stackoverflow`` (dump, synthetic) are Sources
+too. The pipeline, the buffer and the Airflow tasks only see these protocols and the
+:class:`~include.replication.core.dialect.Dialect` record each one carries; they never branch on
+the dialect.
+
+Copy unit protocol on a target (one target transaction per unit, so a retry is idempotent)::
+
+    target.prepare_table(spec)                          # once per run: drop + create, no keys
+    target.begin_unit(spec, key_range)                  # open the transaction, clear the unit's rows
+    rows = target.write_batches(spec, batches)          # bulk ingest of RecordBatches
+    target.commit_unit(spec, expected_rows, key_range)  # count check, then COMMIT
+    target.finish_table(spec)                           # PK, secondary indexes, identity alignment
+
+``key_range`` is ``None`` for the whole table; a :data:`KeyRange` only when both dialect records
+say ``key_ranges``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+import pyarrow as pa
+
+from include.replication.core.catalog import TableSpec
+from include.replication.core.dialect import Dialect
+from include.replication.core.keyranges import KeyRange
+
+__all__ = ["Source", "Target"]
+
+
+class Source(Protocol):
+    """A database (or a data producer) read by the pipeline; closed by ``close()`` or ``with``.
+
+    Attributes:
+        dialect: the record of the dialect whose type names its catalogs use.
+    """
+
+    dialect: Dialect
+
+    def list_tables(self, schema: str | None = None) -> list[str]:
+        """Names of the base tables in ``schema`` (the source's default schema if None), sorted."""
+        ...
+
+    def describe(self, table: str, schema: str | None = None) -> TableSpec:
+        """Read the catalog of one table.
+
+        Raises:
+            ConfigurationError: the table does not exist.
+            UnsupportedTypeError: a column type the type map does not cover.
+        """
+        ...
+
+    def count_rows(self, spec: TableSpec) -> int:
+        """Exact ``COUNT(*)`` of the table (rows)."""
+        ...
+
+    def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
+        """``(min, max)`` of the table's single integer primary key; None when the table is
+        empty, has no such key, or this source cannot read key ranges."""
+        ...
+
+    def read_batches(
+        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the table (or one half-open primary-key range of it) ordered by primary key.
+
+        Yields:
+            ``pa.RecordBatch`` with ``arrow_schema(spec)``, at most ``batch_rows`` rows and about
+            ``batch_bytes`` bytes each (one larger row travels alone).
+
+        Raises:
+            SourceError: the connection or the query failed (retryable).
+            DataError: a value its Arrow type cannot hold exactly (table, column, key).
+        """
+        ...
+
+    def close(self) -> None:
+        """Close every connection. Idempotent."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class Target(Protocol):
+    """A database written by the pipeline; closed by ``close()`` or ``with``.
+
+    Attributes:
+        dialect: the record of the target's dialect.
+        schema: the schema the target writes tables into.
+    """
+
+    dialect: Dialect
+    schema: str
+
+    def prepare_table(self, spec: TableSpec) -> None:
+        """Create the database/schema if missing, drop and re-create the table from the mapped DDL
+        without primary key or secondary indexes (``finish_table`` builds them)."""
+        ...
+
+    def ensure_table(self, spec: TableSpec) -> None:
+        """Create the table with its primary key if it does not exist, keeping its rows if it does."""
+        ...
+
+    def clear_table(self, spec: TableSpec) -> None:
+        """Drop the table's keys and indexes if built, empty it, and commit (before parallel ranges)."""
+        ...
+
+    def begin_unit(self, spec: TableSpec, key_range: KeyRange | None = None) -> None:
+        """Open the unit's transaction and remove every row the unit will write (the whole table,
+        or exactly ``key_range``)."""
+        ...
+
+    def write_batches(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
+        """Bulk-write the batches inside the open unit; return rows written.
+
+        Raises:
+            DataError: a value the target cannot hold unchanged (table, column, key).
+        """
+        ...
+
+    def commit_unit(self, spec: TableSpec, expected_rows: int, key_range: KeyRange | None = None) -> None:
+        """Check the unit's row count equals ``expected_rows``, then commit; else roll back and
+        raise ``ValidationError``."""
+        ...
+
+    def rollback_unit(self) -> None:
+        """Roll back the open unit, if any. Never raises for a broken connection."""
+        ...
+
+    def finish_table(self, spec: TableSpec) -> None:
+        """Build the primary key and secondary indexes, align the identity / sequence to max(Id)."""
+        ...
+
+    def count_rows(self, spec: TableSpec) -> int:
+        """Exact ``COUNT(*)`` of the target table (rows)."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Run one statement (the driver's placeholders) and commit; return its rows."""
+        ...
+
+    def upsert_rows(self, spec: TableSpec, key_columns: Sequence[str], batch: pa.RecordBatch) -> int:
+        """In one transaction, delete the rows whose ``key_columns`` equal the batch's, then append
+        the batch; return rows written. For small bookkeeping tables (the audit)."""
+        ...
+
+    def clone(self) -> Target:
+        """A second target on its own connection to the same database (one per parallel unit)."""
+        ...
+
+    def close(self) -> None:
+        """Roll back anything open and close the connection. Idempotent."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...

@@ -1,0 +1,86 @@
+"""pymssql connections from an :class:`Endpoint`, shared by the SQL Server source and target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from include.replication.core.endpoint import Endpoint
+from include.replication.core.errors import ConfigurationError
+from include.replication.dialects.mssql.dialect import MSSQL
+
+__all__ = ["DEFAULT_TDS_VERSION", "connect_arguments", "connect_mssql"]
+
+DEFAULT_TDS_VERSION = "7.4"
+"""TDS protocol version asked for unless the connection says otherwise: 7.4 (SQL Server 2012 and
+later) returns datetime2 as a datetime (7.2 returns text; 7.0/7.1/8.0 fail; pymssql/FreeTDS docs
+and ../shared/babelfish/README.md)."""
+
+_UTF8 = {"utf-8", "utf8"}
+
+
+def connect_arguments(endpoint: Endpoint, *, autocommit: bool = False, database: str | None = None) -> dict[str, Any]:
+    """The keyword arguments of ``pymssql.connect`` for an endpoint (no connection is made).
+
+    Options are read by name from ``endpoint.options`` (the names in ``MSSQL.option_names``):
+    ``tds_version`` (default :data:`DEFAULT_TDS_VERSION`), ``login_timeout`` and ``timeout``
+    (seconds), ``appname``, ``encryption``, ``charset``. ``statement_mib`` belongs to the writer
+    and is not passed to the driver.
+
+    Args:
+        endpoint: a ``mssql`` endpoint.
+        autocommit: pymssql autocommit mode.
+        database: database to open instead of ``endpoint.database`` (e.g. ``master``).
+
+    Returns:
+        The arguments, password included (never log them).
+
+    Raises:
+        ConfigurationError: ``charset`` is not UTF-8 (the reader's text conversion relies on it),
+            or a timeout is not an integer.
+    """
+    opts = endpoint.options
+    charset = opts.get("charset", "UTF-8")
+    if charset.lower() not in _UTF8:
+        raise ConfigurationError(
+            f"connection {endpoint.describe()}: charset {charset!r} is not supported; the SQL Server reader "
+            "and writer exchange text as UTF-8 (remove the option or set it to UTF-8)"
+        )
+    kwargs: dict[str, Any] = {
+        "server": endpoint.host or "localhost",
+        "port": str(endpoint.port or 1433),
+        "user": endpoint.user,
+        "password": endpoint.password,
+        "database": database if database is not None else endpoint.database,
+        "autocommit": autocommit,
+        "tds_version": opts.get("tds_version", DEFAULT_TDS_VERSION),
+        "charset": "UTF-8",
+    }
+    for name in ("login_timeout", "timeout"):
+        if name in opts:
+            try:
+                kwargs[name] = int(opts[name])
+            except ValueError:
+                raise ConfigurationError(f"connection option {name} must be whole seconds, got {opts[name]!r}") from None
+    for name in ("appname", "encryption"):
+        if name in opts:
+            kwargs[name] = opts[name]
+    unknown = set(opts) - set(MSSQL.option_names)
+    if unknown:  # Endpoint builders keep only known names; a hand-made Endpoint may not
+        raise ConfigurationError(f"unknown SQL Server connection options {sorted(unknown)}; known: {list(MSSQL.option_names)}")
+    return kwargs
+
+
+def connect_mssql(endpoint: Endpoint, *, autocommit: bool = False, database: str | None = None) -> Any:
+    """Open a pymssql connection (see :func:`connect_arguments`); the caller owns and closes it.
+
+    Returns:
+        A ``pymssql.Connection``.
+
+    Raises:
+        ConfigurationError: an unusable option.
+        Exception: whatever ``pymssql.connect`` raises (callers wrap it with the endpoint described
+            without its password).
+    """
+    import pymssql
+
+    return pymssql.connect(**connect_arguments(endpoint, autocommit=autocommit, database=database))
