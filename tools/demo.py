@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.skip_fill:
             server.create_database(SOURCE_DB, drop=True)
             if args.dump:
-                from include.stackoverflow.dump_import import import_dump
+                from include.stackoverflow.dump import import_dump
 
                 print(f"filling {SOURCE_DB} from dump {args.dump} ...", flush=True)
                 import_dump(args.dump.resolve(), source_ep)

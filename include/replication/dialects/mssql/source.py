@@ -23,16 +23,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pyarrow as pa
 
 from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, ForeignKeySpec, IdentitySpec, IndexSpec, TableSpec
+from include.replication.core.ddl import count_sql, key_bounds_sql
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError, SourceError
-from include.replication.core.keyranges import KeyRange, integer_key, range_predicate
+from include.replication.core.keyranges import KeyRange, range_predicate
+from include.replication.core.protocols import Closing
 from include.replication.core.typemap import arrow_schema, select_expression
 from include.replication.dialects.mssql.connect import connect_mssql
 from include.replication.dialects.mssql.convert import (
@@ -186,7 +187,7 @@ def _wrap(exc: Exception, message: str, table: str | None = None) -> SourceError
     return SourceError(f"{message}: {exc}", table=table, retryable=retryable)
 
 
-class MssqlSource:
+class MssqlSource(Closing):
     """A SQL Server database read through pymssql (implements :class:`core.protocols.Source`).
 
     The catalog connection is opened on first use; every ``read_batches`` call opens its own
@@ -302,7 +303,7 @@ class MssqlSource:
         Raises:
             SourceError: the query failed.
         """
-        return int(self._query(f"SELECT COUNT_BIG(*) FROM {MSSQL.qualified(spec.schema, spec.name)}")[0][0])
+        return int(self._query(count_sql(MSSQL, spec.schema, spec.name))[0][0])
 
     def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
         """``(MIN, MAX)`` of the table's single integer primary key, or None (no such key, or empty).
@@ -310,11 +311,10 @@ class MssqlSource:
         Raises:
             SourceError: the query failed.
         """
-        column = integer_key(spec)
-        if column is None:
+        sql = key_bounds_sql(spec, MSSQL)
+        if sql is None:
             return None
-        q = MSSQL.quote(column)
-        lo, hi = self._query(f"SELECT MIN({q}), MAX({q}) FROM {MSSQL.qualified(spec.schema, spec.name)}")[0]
+        lo, hi = self._query(sql)[0]
         return None if lo is None else (int(lo), int(hi))
 
     def read_batches(
@@ -392,11 +392,3 @@ class MssqlSource:
                 self._conn.close()
             finally:
                 self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

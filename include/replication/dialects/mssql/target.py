@@ -23,19 +23,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pyarrow as pa
 
 from include.replication.core.catalog import TableSpec
 from include.replication.core.checks import check_batch
 from include.replication.core.config import MiB
-from include.replication.core.ddl import create_table_sql, drop_keys_sql, index_sql, primary_key_sql
+from include.replication.core.ddl import build_keys_sql, count_sql, create_table_sql, drop_keys_sql, primary_key_sql
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError, TargetError, ValidationError
 from include.replication.core.keyranges import KeyRange, range_predicate
+from include.replication.core.protocols import Closing
 from include.replication.dialects.base import dialect as dialect_named
 from include.replication.dialects.mssql.connect import connect_mssql
 from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
@@ -169,7 +169,7 @@ def write_rows(
     return len(rows)
 
 
-class MssqlTarget:
+class MssqlTarget(Closing):
     """A SQL Server database written through pymssql (implements :class:`core.protocols.Target`).
 
     Tables go to the endpoint's schema (default ``dbo``) under the source table's name. Text
@@ -380,8 +380,7 @@ class MssqlTarget:
             ValidationError: the count differs (rolled back; nothing is committed).
             TargetError: commit failed.
         """
-        where = f" WHERE {range_predicate(spec, key_range, MSSQL)}" if key_range is not None else ""
-        count = int(self._run(f"SELECT COUNT_BIG(*) FROM {self._name(spec)}{where}")[0][0])
+        count = int(self._run(count_sql(MSSQL, self.schema, spec.name, spec, key_range))[0][0])
         if count != expected_rows:
             self.rollback_unit()
             raise ValidationError(
@@ -417,13 +416,8 @@ class MssqlTarget:
         Raises:
             TargetError: a statement failed (e.g. duplicate keys when building the primary key).
         """
-        statements = []
-        pk = primary_key_sql(spec, MSSQL, self.schema)
-        if pk:
-            statements.append(pk)
-        statements += [index_sql(spec, ix, MSSQL, self.schema) for ix in spec.indexes]
         try:
-            for sql in statements:
+            for sql in build_keys_sql(spec, MSSQL, self.schema):
                 self._run(sql)
             if spec.identity is not None:
                 agg = "MAX" if spec.identity.increment > 0 else "MIN"
@@ -440,7 +434,7 @@ class MssqlTarget:
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``COUNT_BIG(*)`` of the target table (rows)."""
-        rows = self._run(f"SELECT COUNT_BIG(*) FROM {self._name(spec)}")
+        rows = self._run(count_sql(MSSQL, self.schema, spec.name))
         self._conn.rollback()
         return int(rows[0][0])
 
@@ -483,11 +477,3 @@ class MssqlTarget:
                 self._conn.close()
             finally:
                 self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

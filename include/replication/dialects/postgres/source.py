@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pyarrow as pa
 
 from include.replication.core.batching import rebatch
 from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, ForeignKeySpec, IdentitySpec, IndexSpec, TableSpec
+from include.replication.core.ddl import count_sql, key_bounds_sql
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, DataError, SourceError
-from include.replication.core.keyranges import KeyRange, integer_key, range_predicate
+from include.replication.core.keyranges import KeyRange, range_predicate
+from include.replication.core.protocols import Closing
 from include.replication.core.typemap import arrow_schema, select_expression
 from include.replication.dialects.postgres.connect import connect
 from include.replication.dialects.postgres.dialect import POSTGRES
@@ -104,7 +105,7 @@ def _column(row: tuple[Any, ...]) -> ColumnSpec:
     )
 
 
-class PostgresSource:
+class PostgresSource(Closing):
     """A PostgreSQL database read through ADBC (implements :class:`core.protocols.Source`).
 
     Args:
@@ -186,7 +187,7 @@ class PostgresSource:
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``COUNT(*)`` (rows)."""
-        return int(self._query(f"SELECT count(*) FROM {POSTGRES.qualified(spec.schema, spec.name)}")[0][0])
+        return int(self._query(count_sql(POSTGRES, spec.schema, spec.name))[0][0])
 
     def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
         """``(min, max)`` of the table's single integer primary key, or None (no such key, or empty).
@@ -194,11 +195,10 @@ class PostgresSource:
         Raises:
             SourceError: the query failed.
         """
-        column = integer_key(spec)
-        if column is None:
+        sql = key_bounds_sql(spec, POSTGRES)
+        if sql is None:
             return None
-        q = POSTGRES.quote(column)
-        lo, hi = self._query(f"SELECT min({q}), max({q}) FROM {POSTGRES.qualified(spec.schema, spec.name)}")[0]
+        lo, hi = self._query(sql)[0]
         return None if lo is None else (int(lo), int(hi))
 
     def select_sql(self, spec: TableSpec, key_range: KeyRange | None = None) -> str:
@@ -283,11 +283,3 @@ class PostgresSource:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pyarrow as pa
 
 from include.replication.core.catalog import TableSpec
 from include.replication.core.checks import check_batch
-from include.replication.core.ddl import create_table_sql, drop_keys_sql, index_sql, primary_key_sql
+from include.replication.core.ddl import build_keys_sql, count_sql, create_table_sql, drop_keys_sql
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError, TargetError, ValidationError
 from include.replication.core.keyranges import KeyRange, range_predicate
+from include.replication.core.protocols import Closing
 from include.replication.core.typemap import adapt_batch, target_arrow_schema
 from include.replication.dialects.base import dialect as dialect_named
 from include.replication.dialects.postgres.connect import connect
@@ -31,7 +31,7 @@ __all__ = ["PostgresTarget"]
 log = logging.getLogger(__name__)
 
 
-class PostgresTarget:
+class PostgresTarget(Closing):
     """A PostgreSQL database written through ADBC (implements :class:`core.protocols.Target`).
 
     Tables go to the endpoint's schema (default ``public``) under the source table's name.
@@ -204,8 +204,7 @@ class PostgresTarget:
             ValidationError: the count differs (rolled back; nothing is committed).
             TargetError: commit failed.
         """
-        where = f" WHERE {range_predicate(spec, key_range, POSTGRES)}" if key_range is not None else ""
-        count = int(self._run(f"SELECT count(*) FROM {self._name(spec)}{where}")[0][0])
+        count = int(self._run(count_sql(POSTGRES, self.schema, spec.name, spec, key_range))[0][0])
         if count != expected_rows:
             self._conn.rollback()
             raise ValidationError(
@@ -232,13 +231,8 @@ class PostgresTarget:
         Raises:
             TargetError: a statement failed (e.g. duplicate keys when building the primary key).
         """
-        statements = []
-        pk = primary_key_sql(spec, POSTGRES, self.schema)
-        if pk:
-            statements.append(pk)
-        statements += [index_sql(spec, ix, POSTGRES, self.schema) for ix in spec.indexes]
         try:
-            for sql in statements:
+            for sql in build_keys_sql(spec, POSTGRES, self.schema):
                 self._run(sql)
             if spec.identity is not None:
                 col = POSTGRES.quote(spec.identity.column)
@@ -257,7 +251,7 @@ class PostgresTarget:
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``count(*)`` of the target table (rows)."""
-        rows = self._run(f"SELECT count(*) FROM {self._name(spec)}")
+        rows = self._run(count_sql(POSTGRES, self.schema, spec.name))
         self._conn.rollback()
         return int(rows[0][0])
 
@@ -298,11 +292,3 @@ class PostgresTarget:
             self.rollback_unit()
             self._conn.close()
             self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -11,7 +11,7 @@ import pytest
 
 from include.replication.core.errors import ConfigurationError, DataError
 from include.replication.core.typemap import arrow_schema
-from include.stackoverflow.dump_import import (
+from include.stackoverflow.dump import (
     TableImport,
     lookup_batches,
     plan_import,
@@ -147,7 +147,7 @@ def test_values_that_cannot_be_held_raise_data_error_naming_table_column_id(tmp_
         list(read_dump_batches(path, table("Comments"), batch_rows=10))
     assert info.value.table == "dbo.Comments"
     assert info.value.column == column
-    assert info.value.key == "9"
+    assert info.value.key == 9  # the row's Id, as an integer like every row key of the product
     assert info.value.retryable is False
 
 
@@ -161,7 +161,7 @@ def test_700_characters_fit_and_supplementary_characters_count_twice(tmp_path: P
     too_long = 'Id="3" PostId="1" Text="' + "\U0001F600" * 351 + '" CreationDate="2018-02-06T20:30:28.907"'
     with pytest.raises(DataError) as info:
         list(read_dump_batches(_write(tmp_path, "Comments.xml", "comments", [too_long]), table("Comments")))
-    assert (info.value.column, info.value.key) == ("Text", "3")
+    assert (info.value.column, info.value.key) == ("Text", 3)
 
 
 def test_malformed_xml_raises_data_error_with_last_good_id(tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_malformed_xml_raises_data_error_with_last_good_id(tmp_path: Path) -> No
     path.write_text('<votes>\n<row Id="1" PostId="1" VoteTypeId="2" CreationDate="2018-02-06T00:00:00.000" />\n<row Id="2" PostId=>\n</votes>')
     with pytest.raises(DataError) as info:
         list(read_dump_batches(path, table("Votes")))
-    assert info.value.table == "dbo.Votes" and info.value.key == "1"
+    assert info.value.table == "dbo.Votes" and info.value.key == 1
 
 
 def test_missing_primary_key_is_an_error_not_a_default(tmp_path: Path) -> None:
@@ -204,3 +204,32 @@ def test_plan_import_follows_the_files_present(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as info:
         plan_import(tmp_path)
     assert info.value.table == "Votes"
+
+
+def test_dump_source_is_a_source_of_the_folder(tmp_path: Path) -> None:
+    from include.replication.core.typemap import arrow_schema
+    from include.stackoverflow.dump import DumpSource
+
+    for name in ("Users", "Posts", "Comments", "Badges", "Votes", "PostLinks"):
+        (tmp_path / f"{name}.xml").write_text(f"<{name.lower()}/>")
+    _write(tmp_path, "Comments.xml", "comments", [
+        f'Id="{i}" PostId="1" Text="{"t" * 300}" CreationDate="2018-02-06T20:30:28.907" Extra="x"' for i in range(1, 41)
+    ])
+    with DumpSource(tmp_path) as source:
+        assert source.list_tables() == ["Users", "Posts", "Comments", "Badges", "Votes", "PostLinks",
+                                        "LinkTypes", "PostTypes", "VoteTypes"]
+        spec = source.describe("Comments")
+        assert source.count_rows(spec) == 40 and source.key_bounds(spec) is None
+        batches = list(source.read_batches(spec, batch_rows=16, batch_bytes=64 * 1024))
+        assert [b.num_rows for b in batches] == [16, 16, 8]
+        assert all(b.schema.equals(arrow_schema(spec)) for b in batches)
+        assert source.imports["Comments"].dropped_attributes == {"Extra": 40}
+        small = list(source.read_batches(spec, batch_rows=100, batch_bytes=4096))  # ~300 bytes of text per row
+        assert sum(b.num_rows for b in small) == 40 and max(b.nbytes for b in small) <= 4096
+        lookup = source.describe("VoteTypes")
+        assert source.count_rows(lookup) == 15
+        assert sum(b.num_rows for b in source.read_batches(lookup, batch_rows=100, batch_bytes=1 << 20)) == 15
+        with pytest.raises(ConfigurationError, match="not in dump folder"):
+            source.describe("PostHistory")
+        with pytest.raises(ConfigurationError, match="key range"):
+            list(source.read_batches(spec, batch_rows=10, batch_bytes=1 << 20, key_range=(1, 5)))

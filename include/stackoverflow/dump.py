@@ -1,4 +1,4 @@
-"""Streaming importer: a Stack Exchange data-dump folder into the StackOverflow2010 schema.
+"""A Stack Exchange data-dump folder as a Source of the StackOverflow2010 schema, and its importer.
 
 A dump folder holds one XML file per table (``Posts.xml``, ``Users.xml``, ``Votes.xml``,
 ``Comments.xml``, ``Badges.xml``, ``PostLinks.xml`` and, in some dumps, ``PostHistory.xml`` and
@@ -9,10 +9,11 @@ is cleared as soon as it is read, and rows are gathered column by column into
 ``include.replication.core.typemap.arrow_schema(spec)``: memory is flat in the file size (one batch of
 text at a time). Values are converted per column (Arrow casts), not per row.
 
-Loading goes through the product's own target (``include.replication.dialects.registry.open_target``):
-``prepare_table`` -> ``begin_unit`` -> ``write_batches`` -> ``commit_unit`` -> ``finish_table`` per
-table, one unit (one transaction) per table, so a re-run gives the same database. The lookup
-tables (LinkTypes, PostTypes, VoteTypes, PostHistoryTypes) have no dump file and are filled from
+:class:`DumpSource` is a :class:`~include.replication.core.protocols.Source` like a database:
+its catalog is :data:`include.stackoverflow.schema.TABLES` (SQL Server types, as published), and
+:func:`import_dump` fills a database by ``pipeline.copy_table`` from it, so dump rows pass the same
+SpillingBuffer, value checks and copy units as the product's (one transaction per table, so a
+re-run gives the same database). The lookup tables (LinkTypes, PostTypes, VoteTypes, PostHistoryTypes) have no dump file and are filled from
 :data:`include.stackoverflow.schema.LOOKUP_ROWS`. PostHistory and PostHistoryTypes are imported
 only when ``PostHistory.xml`` exists, Tags only when ``Tags.xml`` exists.
 
@@ -30,8 +31,9 @@ Mismatch rule (the one rule for dump rows that do not fit the schema):
    uniqueidentifier) have no default: absent, they raise :class:`DataError`.
 4. Anything else that cannot be held exactly raises
    :class:`include.replication.core.errors.DataError` naming table, column and the row's ``Id``:
-   text longer than its column (lengths counted in UTF-16 code units, SQL Server's ``nvarchar``
-   measure, which is never below PostgreSQL's character count), a NUL character, an unparsable
+   text longer than its column or a NUL character (``checks.check_batch`` against the SQL Server
+   Dialect record: lengths in UTF-16 code units, ``nvarchar``'s measure, which is never below
+   PostgreSQL's character count, so an imported database can be copied to either), an unparsable
    integer / date / GUID, an integer outside ``int`` range, a date outside SQL Server
    ``datetime``'s range (1753-01-01 to 9999-12-31). Malformed XML raises :class:`DataError`
    naming the table and the last good row Id.
@@ -46,18 +48,14 @@ Comments.UserDisplayName, Posts.ContentLicense, Posts.OwnerDisplayName, PostHist
 Users.ProfileImageUrl, Tags.IsRequired, Tags.IsModeratorOnly. Defaulted: Posts.ViewCount (every
 non-question post).
 
-Command line::
+Command line (:mod:`include.stackoverflow.cli`)::
 
-    python -m include.stackoverflow.dump_import DUMP_FOLDER --uri postgresql://user@host/db
-    python -m include.stackoverflow.dump_import DUMP_FOLDER --host /tmp/sock --database so
+    python -m include.stackoverflow import-dump DUMP_FOLDER --uri postgresql://user@host/db
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -70,34 +68,34 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.replication.airflow.connections import endpoint_from_uri
-from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, TableSpec
+from include.replication.core.batching import rebatch
+from include.replication.core.catalog import ColumnSpec, TableSpec
+from include.replication.core.checks import check_batch
+from include.replication.core.config import DEFAULT_BATCH_ROWS, CopySettings
+from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, DataError
-from include.replication.core.protocols import Target
+from include.replication.core.keyranges import KeyRange
+from include.replication.core.pipeline import copy_table
+from include.replication.core.protocols import Closing
 from include.replication.core.typemap import arrow_schema
+from include.replication.dialects.mssql.dialect import MSSQL
 from include.replication.dialects.registry import open_target
 from include.stackoverflow.schema import LOOKUP_ROWS, TABLES
 
 __all__ = [
     "DUMP_FILES",
     "ABSENT_DEFAULTS",
-    "DEFAULT_BATCH_ROWS",
     "TableImport",
     "ImportReport",
+    "DumpSource",
     "read_dump_batches",
     "lookup_batches",
     "plan_import",
     "import_dump",
-    "endpoint_from_uri",
-    "main",
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH_ROWS = 50_000
-"""Rows per RecordBatch unless told otherwise (a Posts batch of this size is ~100 MiB of text at most
-on Stack Overflow; the real dumps average ~1.4 KiB per post)."""
 
 DUMP_FILES: dict[str, str] = {
     "Badges": "Badges.xml",
@@ -201,8 +199,14 @@ def _parses(typ: pa.DataType) -> Callable[[str], bool]:
     return ok
 
 
-def _utf16_units(v: str) -> int:
-    return len(v.encode("utf-16-le")) // 2
+def _key(value: str | None) -> int | str | None:
+    """A dump row's ``Id`` as the row key of an error: the integer, or the text when it is not one."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 def _convert(
@@ -221,30 +225,14 @@ def _convert(
     table = spec.qualified_name
     raw = pa.array(values, pa.string())
     if col.source_type in ("nvarchar", "varchar", "nchar", "char"):
-        arr = raw
-        if col.length is not None and col.length != MAX_LENGTH:
-            # bytes of UTF-8 >= UTF-16 code units, so only rows longer in bytes need an exact count
-            longer = pc.greater(pc.binary_length(raw), col.length)
-            if pc.any(longer).as_py():
-                for i in pc.indices_nonzero(longer).to_pylist():
-                    units = _utf16_units(values[i])
-                    if units > col.length:
-                        raise DataError(
-                            f"text of {units} UTF-16 code units exceeds {col.source_type}({col.length})",
-                            table=table,
-                            column=col.name,
-                            key=ids[i],
-                        )
-        if pc.any(pc.match_substring(raw, "\x00")).as_py():
-            i = _first_bad(values, lambda v: "\x00" not in v)
-            raise DataError("NUL character in text", table=table, column=col.name, key=ids[i])
+        arr = raw  # lengths and NUL: checks.check_batch on the whole batch (read_dump_batches)
     elif col.source_type == "uniqueidentifier":
         guids: list[bytes | None] = []
         for i, v in enumerate(values):
             try:
                 guids.append(None if v is None else uuid.UUID(v).bytes)
             except ValueError:
-                raise DataError(f"unparsable GUID {v[:40]!r}", table=table, column=col.name, key=ids[i]) from None  # type: ignore[index]
+                raise DataError(f"unparsable GUID {v[:40]!r}", table=table, column=col.name, key=_key(ids[i])) from None  # type: ignore[index]
         arr = pa.ExtensionArray.from_storage(target_type, pa.array(guids, pa.binary(16)))
     else:
         try:
@@ -255,20 +243,20 @@ def _convert(
                 f"unparsable {col.source_type} value {values[i][:40]!r}",  # type: ignore[index]
                 table=table,
                 column=col.name,
-                key=ids[i],
+                key=_key(ids[i]),
             ) from None
         if col.source_type in ("datetime", "smalldatetime", "datetime2"):
             bad = pc.or_(pc.less(arr, _DATETIME_MIN), pc.greater(arr, _DATETIME_MAX))
             if pc.any(bad).as_py():
                 i = pc.indices_nonzero(pc.fill_null(bad, False))[0].as_py()
                 raise DataError(
-                    f"date {values[i]!r} outside SQL Server datetime range", table=table, column=col.name, key=ids[i]
+                    f"date {values[i]!r} outside SQL Server datetime range", table=table, column=col.name, key=_key(ids[i])
                 )
     if not col.nullable and arr.null_count:
         default = ABSENT_DEFAULTS.get(col.source_type)
         if default is None or col.name in spec.primary_key:
             i = arr.is_null().to_pylist().index(True)
-            raise DataError("NOT NULL column absent from the row and it has no default", table=table, column=col.name, key=ids[i])
+            raise DataError("NOT NULL column absent from the row and it has no default", table=table, column=col.name, key=_key(ids[i]))
         defaulted[col.name] += arr.null_count
         arr = pc.fill_null(arr, pa.scalar(default, target_type))
     return arr
@@ -324,6 +312,7 @@ def read_dump_batches(
         for lst in columns.values():
             lst.clear()
         batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        check_batch(spec, batch, MSSQL)  # lengths in UTF-16 code units, no NUL
         stats.rows += batch.num_rows
         stats.batches += 1
         return batch
@@ -352,7 +341,9 @@ def read_dump_batches(
                 yield flush()
                 n_rows = 0
     except ET.ParseError as exc:
-        raise DataError(f"malformed XML in {path.name}: {exc} (after row Id {last_id})", table=spec.qualified_name, key=last_id) from exc
+        raise DataError(
+            f"malformed XML in {path.name}: {exc} (after row Id {last_id})", table=spec.qualified_name, key=_key(last_id)
+        ) from exc
     if n_rows:
         yield flush()
 
@@ -412,19 +403,95 @@ def plan_import(folder: Path, tables: Iterable[str] | None = None) -> list[tuple
     return [(TABLES[n], available[n]) for n in available if n in wanted]
 
 
-def _load_table(target: Target, spec: TableSpec, batches: Iterable[pa.RecordBatch], stats: TableImport) -> None:
-    target.prepare_table(spec)
-    target.begin_unit(spec)
-    try:
-        n = target.write_batches(spec, batches)
-        target.commit_unit(spec, n)
-    except BaseException:
-        target.rollback_unit()
-        raise
-    if n != stats.rows:
-        # cannot happen unless the target drops or duplicates rows; committed count was checked
-        raise DataError(f"target wrote {n} rows, dump had {stats.rows}", table=spec.qualified_name)
-    target.finish_table(spec)
+class DumpSource(Closing):
+    """A dump folder read as a :class:`~include.replication.core.protocols.Source`.
+
+    Tables are those :func:`plan_import` allows for the folder; their catalog is
+    :data:`include.stackoverflow.schema.TABLES` (SQL Server types, schema ``dbo``). Reading a table
+    again re-parses its file. Per-table mismatch figures (dropped attributes, defaulted values)
+    accumulate in :attr:`imports`.
+
+    Args:
+        folder: the dump folder (``Posts.xml``, ...).
+        tables: restrict to these tables (exact names); None = every table the folder allows.
+
+    Attributes:
+        dialect: the SQL Server record: the catalog uses SQL Server type names. Key ranges are
+            never offered (:meth:`key_bounds` is None): an XML file is read front to back.
+        imports: table name -> :class:`TableImport` of the last read.
+
+    Raises:
+        ConfigurationError: see :func:`plan_import`.
+    """
+
+    dialect: Dialect = MSSQL
+
+    def __init__(self, folder: Path, tables: Iterable[str] | None = None) -> None:
+        self.folder = Path(folder)
+        self._plan = {spec.name: (spec, path) for spec, path in plan_import(self.folder, tables)}
+        self.imports: dict[str, TableImport] = {}
+
+    def list_tables(self, schema: str | None = None) -> list[str]:
+        """The tables this folder fills, in load order (the schema is ignored: one schema)."""
+        return list(self._plan)
+
+    def describe(self, table: str, schema: str | None = None) -> TableSpec:
+        """The StackOverflow2010 catalog of ``table``.
+
+        Raises:
+            ConfigurationError: the folder does not fill that table.
+        """
+        try:
+            return self._plan[table][0]
+        except KeyError:
+            raise ConfigurationError(
+                f"table {table!r} is not in dump folder {self.folder}; available: {', '.join(self._plan)}", table=table
+            ) from None
+
+    def count_rows(self, spec: TableSpec) -> int:
+        """Rows of the table in the dump (counts ``<row`` elements: reads the whole file).
+
+        Raises:
+            DataError: malformed XML.
+        """
+        path = self._plan[spec.name][1]
+        if path is None:
+            return len(LOOKUP_ROWS[spec.name])
+        count = 0
+        try:
+            for _, elem in ET.iterparse(path, events=("end",)):
+                if elem.tag == "row":
+                    count += 1
+                elem.clear()
+        except ET.ParseError as exc:
+            raise DataError(f"malformed XML in {path.name}: {exc}", table=spec.qualified_name) from exc
+        return count
+
+    def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
+        """Always None: a dump file is read front to back, never by key range."""
+        return None
+
+    def read_batches(
+        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream one table as RecordBatches with ``arrow_schema(spec)`` in file order (the dumps
+        are written in Id order), at most ``batch_rows`` rows and about ``batch_bytes`` bytes each.
+
+        Raises:
+            ConfigurationError: a key range was asked for.
+            DataError: a value that cannot be held exactly (the module's mismatch rule).
+        """
+        if key_range is not None:
+            raise ConfigurationError("a dump folder cannot be read by key range", table=spec.qualified_name)
+        path = self._plan[spec.name][1]
+        stats = TableImport(spec.name, path.name if path else "LOOKUP_ROWS")
+        self.imports[spec.name] = stats
+        batches = lookup_batches(spec) if path is None else read_dump_batches(path, spec, batch_rows=batch_rows, stats=stats)
+        yield from rebatch(batches, max_rows=batch_rows, max_bytes=batch_bytes, table=spec.qualified_name)
+        if path is None:
+            stats.rows, stats.batches = len(LOOKUP_ROWS[spec.name]), 1
+
+
 
 
 def import_dump(
@@ -433,17 +500,21 @@ def import_dump(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     tables: Iterable[str] | None = None,
+    settings: CopySettings | None = None,
 ) -> ImportReport:
     """Create the StackOverflow schema in ``endpoint`` and fill it from a dump folder.
 
-    Each table is one copy unit on the target (dropped and re-created, loaded in one transaction,
-    then primary key and identity alignment), so re-running gives the same database.
+    Each table is prepared (dropped and re-created) and copied by ``pipeline.copy_table`` from a
+    :class:`DumpSource`: one transaction per table, then primary key and identity alignment, so
+    re-running gives the same database.
 
     Args:
         folder: the dump folder (``Posts.xml``, ...).
-        endpoint: the target database (PostgreSQL through ``PostgresTarget``).
+        endpoint: the target database (PostgreSQL or SQL Server).
         batch_rows: rows per RecordBatch (rows).
         tables: restrict to these tables; None = all the folder allows (see :func:`plan_import`).
+        settings: copy settings (memory budget, spill root); default :class:`CopySettings` with
+            ``batch_rows``.
 
     Returns:
         The per-table :class:`ImportReport`.
@@ -454,98 +525,23 @@ def import_dump(
         TargetError: the target failed (retryable).
         ValidationError: the target's row count differs from the rows sent.
     """
-    wanted = None if tables is None else list(tables)
-    plan = plan_import(Path(folder), wanted)
     report = ImportReport(Path(folder))
+    settings = settings or CopySettings(batch_rows=batch_rows, run_id="dump-import", label="dump-import")
     t_start = time.perf_counter()
-    target = open_target(endpoint)
-    try:
-        for spec, path in plan:
+    with DumpSource(Path(folder), tables) as source, open_target(endpoint) as target:
+        for name in source.list_tables():
+            spec = source.describe(name)
             t0 = time.perf_counter()
-            stats = TableImport(spec.name, path.name if path else "LOOKUP_ROWS")
-            if path is None:
-                batches: Iterable[pa.RecordBatch] = _counting(lookup_batches(spec), stats)
-            else:
-                batches = read_dump_batches(path, spec, batch_rows=batch_rows, stats=stats)
-            _load_table(target, spec, batches, stats)
+            target.prepare_table(spec)
+            result = copy_table(source, target, spec, settings)
+            stats = source.imports[name]
+            if result.rows_written != stats.rows:  # the committed count was checked; this guards the source
+                raise DataError(f"target wrote {result.rows_written} rows, dump had {stats.rows}", table=spec.qualified_name)
             stats.seconds = time.perf_counter() - t0
             report.tables.append(stats)
             log.info(
                 "imported %s: %s rows, %s batches, %.2f s, dropped %s, defaulted %s",
-                spec.name,
-                stats.rows,
-                stats.batches,
-                stats.seconds,
-                dict(stats.dropped_attributes),
-                dict(stats.defaulted),
+                spec.name, stats.rows, stats.batches, stats.seconds, dict(stats.dropped_attributes), dict(stats.defaulted),
             )
-    finally:
-        target.close()
     report.seconds = time.perf_counter() - t_start
     return report
-
-
-def _counting(batches: Iterable[pa.RecordBatch], stats: TableImport) -> Iterator[pa.RecordBatch]:
-    for b in batches:
-        stats.rows += b.num_rows
-        stats.batches += 1
-        yield b
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the target-database options (``--uri`` or ``--host/--port/--database/--user``, ``--schema``)."""
-    g = parser.add_argument_group("target PostgreSQL database (password from the URI or PGPASSWORD)")
-    g.add_argument("--uri", help="libpq URI, e.g. postgresql://user@host:5432/db or postgresql://user@/db?host=/socket/dir")
-    g.add_argument("--host", help="host name or Unix-socket directory")
-    g.add_argument("--port", type=int, help="TCP port")
-    g.add_argument("--database", help="database name")
-    g.add_argument("--user", help="login")
-    g.add_argument("--schema", help="target schema (default: public)")
-
-
-def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
-    """The target :class:`Endpoint` from parsed :func:`add_target_arguments` options.
-
-    Raises:
-        ConfigurationError: neither ``--uri`` nor ``--database`` given.
-    """
-    if args.uri:
-        return endpoint_from_uri(args.uri, "--uri", schema=args.schema)
-    if not args.database:
-        raise ConfigurationError("give --uri or --database")
-    return Endpoint(
-        "postgresql", args.host, args.port, args.database, args.user, os.environ.get("PGPASSWORD"), args.schema
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code (0 ok, 2 bad input or data)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m include.stackoverflow.dump_import",
-        description="Import a Stack Exchange data-dump folder into the StackOverflow2010 schema on PostgreSQL.",
-    )
-    parser.add_argument("folder", type=Path, help="dump folder holding Posts.xml, Users.xml, ...")
-    add_target_arguments(parser)
-    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per RecordBatch")
-    parser.add_argument("--tables", help="comma-separated table names (default: all the folder allows)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="INFO logging")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        endpoint = endpoint_from_args(args)
-        tables = [t.strip() for t in args.tables.split(",")] if args.tables else None
-        report = import_dump(args.folder, endpoint, batch_rows=args.batch_rows, tables=tables)
-    except (ConfigurationError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(report.format())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
