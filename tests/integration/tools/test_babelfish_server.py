@@ -29,7 +29,7 @@ def _accepts(port: int) -> bool:
 
 def _stop_and_check(server: LocalBabelfish) -> None:
     pids = server.server_pids()
-    assert pids and pids[0] == server.postmaster_pid()
+    assert pids and server.postmaster_pid() in pids  # PIDs wrap around: the postmaster need not be the lowest
     server.stop()
     alive = [p for p in pids if process_alive(p)]  # a zombie (exited, not yet reaped by init) counts as ended
     assert alive == [], f"server processes still alive after stop: {alive}"
