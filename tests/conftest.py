@@ -57,3 +57,108 @@ def fresh_database(local_pg):
         return name
 
     return make
+
+
+MSSQL_URI_ENV = "STACKOVERFLOW_MSSQL_TEST_URI"
+"""Names a real SQL Server for the SQL Server suite (``mssql://user:password@host:1433/db``);
+without it the suite runs against a local Babelfish started for the session."""
+
+
+class TdsServer:
+    """The TDS / T-SQL server of this test session: a real SQL Server named by
+    ``$STACKOVERFLOW_MSSQL_TEST_URI``, or a local Babelfish for PostgreSQL (``tools/babelfish.py``).
+
+    Attributes:
+        endpoint: ``mssql`` endpoint of the login (its database is replaced per test).
+        version: what ``SELECT @@VERSION`` reports.
+        babelfish: True when ``@@VERSION`` says Babelfish; tests then state the Babelfish
+            expectation by name (:meth:`expect`), never a weaker check.
+    """
+
+    def __init__(self, endpoint, version: str, handle=None) -> None:
+        self.endpoint = endpoint
+        self.version = version
+        self.babelfish = "babelfish" in version.lower()
+        self.handle = handle
+
+    def expect(self, *, sqlserver, babelfish):
+        """The expectation for this server: Microsoft SQL Server's, or Babelfish's measured one."""
+        return babelfish if self.babelfish else sqlserver
+
+    def connect(self, database: str = "master", autocommit: bool = True):
+        """A pymssql connection (the caller closes it)."""
+        from include.replication.dialects.mssql.connect import connect_mssql
+
+        return connect_mssql(self.endpoint, autocommit=autocommit, database=database)
+
+    def create_database(self, name: str) -> None:
+        """Drop (if present) and create database ``name``."""
+        conn = self.connect("master")
+        try:
+            cur = conn.cursor()
+            cur.execute(f"IF DB_ID('{name}') IS NOT NULL DROP DATABASE [{name}]")
+            cur.execute(f"CREATE DATABASE [{name}]")
+        finally:
+            conn.close()
+
+    def database(self, name: str):
+        """The endpoint of database ``name`` on this server (schema ``dbo``)."""
+        return self.endpoint.with_database(name)
+
+    def uri(self, database: str) -> str:
+        """Airflow connection URI (``AIRFLOW_CONN_...`` value) of ``database``."""
+        from urllib.parse import quote
+
+        ep = self.endpoint
+        return (f"mssql://{quote(ep.user or '', safe='')}:{quote(ep.password or '', safe='')}@{ep.host}:{ep.port}/"
+                f"{quote(database, safe='')}")
+
+
+@pytest.fixture(scope="session")
+def mssql_server(tmp_path_factory):
+    """The session's TDS server (see :class:`TdsServer`); skipped, with the reason, when neither a
+    SQL Server URI is given nor Babelfish can run here (no tarball, not root, missing libraries)."""
+    from include.replication.airflow.connections import endpoint_from_uri
+
+    uri = os.environ.get(MSSQL_URI_ENV)
+    handle = None
+    if uri:
+        endpoint = endpoint_from_uri(uri, MSSQL_URI_ENV)
+    else:
+        from tools.babelfish import babelfish_available, start_local_babelfish
+
+        reason = babelfish_available()
+        if reason is not None:
+            pytest.skip(f"no TDS server: {MSSQL_URI_ENV} is not set and Babelfish cannot run here: {reason}")
+        handle = start_local_babelfish(Path(tmp_path_factory.mktemp("babelfish")))
+        endpoint = endpoint_from_uri(handle.uri("master"), "babelfish")
+    server = TdsServer(endpoint, "", handle)
+    conn = server.connect("master")
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT @@VERSION")
+        server.version = str(cur.fetchone()[0])
+        server.babelfish = "babelfish" in server.version.lower()
+    finally:
+        conn.close()
+    try:
+        yield server
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+_mssql_counter = itertools.count()
+
+
+@pytest.fixture
+def fresh_mssql_database(mssql_server):
+    """Factory: ``fresh_mssql_database(prefix)`` creates an empty database on the TDS server and
+    returns its endpoint."""
+
+    def make(prefix: str = "db"):
+        name = f"{prefix}_{os.getpid()}_{next(_mssql_counter)}"
+        mssql_server.create_database(name)
+        return mssql_server.database(name)
+
+    return make

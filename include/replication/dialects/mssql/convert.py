@@ -229,7 +229,12 @@ def column_to_arrow(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
         ns = [_time_to_ns(v) for v in values]
         for v in ns:
             if v is not None and not 0 <= v < _NS_PER_DAY:
-                raise ValueError(f"time of day out of range: {v} ns")
+                secs, frac = divmod(v, 1_000_000_000)
+                raise ValueError(
+                    f"time of day {secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.{frac:09d} is outside "
+                    "00:00:00 to 23:59:59.9999999 (a server that keeps fewer fractional digits, such as Babelfish, "
+                    "rounds 23:59:59.9999999 up to 24:00:00); fix the value in the source"
+                )
         if typ.unit == "ns":
             return pa.array(ns, type=pa.int64()).cast(typ)
         for v in ns:
@@ -328,11 +333,20 @@ class ColumnWritePlan:
         target_type: the SQL Server DDL type (``datetime``, ``datetime2(7)``, ``varbinary(max)``).
         kind: converter name: ``plain``, ``float``, ``binary``, ``uuid``, ``time``, ``datetime``,
             ``smalldatetime``, ``datetime2``, ``datetimeoffset``.
+        placeholder: the parameter's SQL in the INSERT: ``%s``, or ``CAST(%s AS <type>)`` for the
+            date and time types, whose values travel as text (pymssql sends every str as
+            ``N'...'``, which Babelfish does not convert to ``datetimeoffset`` implicitly; an
+            explicit CAST reads the same on every server).
     """
 
     name: str
     target_type: str
     kind: str
+    placeholder: str = "%s"
+
+
+_CAST_BASES = frozenset({"date", "time", "datetime", "smalldatetime", "datetime2", "datetimeoffset"})
+"""Target base types whose parameters are wrapped in ``CAST(%s AS type)``."""
 
 
 def write_plan(spec: TableSpec) -> list[ColumnWritePlan]:
@@ -359,7 +373,8 @@ def write_plan(spec: TableSpec) -> list[ColumnWritePlan]:
             kind = base if base in {"datetime", "smalldatetime", "datetime2", "datetimeoffset"} else "datetime2"
         else:
             kind = "plain"
-        plans.append(ColumnWritePlan(col.name, tt, kind))
+        placeholder = f"CAST(%s AS {tt})" if base in _CAST_BASES else "%s"
+        plans.append(ColumnWritePlan(col.name, tt, kind, placeholder))
     return plans
 
 

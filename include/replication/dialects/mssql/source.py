@@ -1,6 +1,9 @@
 """SQL Server source: catalog from ``sys.*`` views, RecordBatches through pymssql ``fetchmany``.
 
-Catalog: types come from ``sys.columns`` joined to ``sys.types`` on the column's *system* type
+Catalog: names are spelled as ``INFORMATION_SCHEMA`` spells them (it keeps their case on every
+server; Babelfish's ``sys.*`` views return them lower-cased), matched to the ``sys.*`` rows
+case-insensitively and cross-checked (a name ``sys.*`` has and ``INFORMATION_SCHEMA`` lacks is a
+``SourceError``). Types come from ``sys.columns`` joined to ``sys.types`` on the column's *system* type
 (so alias types such as ``sysname`` resolve to their base type), never from DB-API type codes
 (pymssql reports ``float`` and ``int`` with the same code). Lengths are converted to characters
 for ``nchar``/``nvarchar`` (``max_length / 2``); ``(max)`` is ``-1``; ``text``/``ntext``/
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -31,7 +34,7 @@ from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, ForeignKeyS
 from include.replication.core.ddl import count_sql, key_bounds_sql
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
-from include.replication.core.errors import ConfigurationError, ReplicationError, SourceError
+from include.replication.core.errors import ConfigurationError, ReplicationError, SourceError, UnsupportedTypeError
 from include.replication.core.keyranges import KeyRange, range_predicate
 from include.replication.core.protocols import Closing
 from include.replication.core.typemap import arrow_schema, select_expression
@@ -46,6 +49,7 @@ from include.replication.dialects.mssql.dialect import MSSQL
 
 __all__ = [
     "MssqlSource",
+    "restore_case",
     "column_from_catalog",
     "select_sql",
     "TABLES_SQL",
@@ -106,6 +110,16 @@ JOIN sys.columns AS rc ON rc.object_id = fkc.referenced_object_id AND rc.column_
 WHERE fk.parent_object_id = OBJECT_ID(%s)
 ORDER BY fk.name, fkc.constraint_column_id
 """
+
+CASED_TABLES_SQL = """
+SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'
+"""
+"""Table names as the catalog spells them (case kept on SQL Server and Babelfish alike)."""
+
+CASED_COLUMNS_SQL = """
+SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
+"""
+"""Column names of one table as the catalog spells them."""
 
 ROW_ESTIMATE_SQL = """
 SELECT COALESCE(SUM(p.rows), 0)
@@ -182,6 +196,30 @@ def select_sql(spec: TableSpec, key_range: KeyRange | None = None) -> str:
     return f"SELECT {', '.join(cols)} FROM {MSSQL.qualified(spec.schema, spec.name)}{where} ORDER BY {order_sql}"
 
 
+def restore_case(name: str, spelled: Sequence[str], what: str, table: str) -> str:
+    """The spelling of ``name`` among ``spelled`` (the ``INFORMATION_SCHEMA`` names): the exact
+    name if present, else the one name equal to it ignoring case.
+
+    Args:
+        name: a name as a ``sys.*`` view returned it (lower-cased on Babelfish).
+        spelled: the names ``INFORMATION_SCHEMA`` returned for the same object.
+        what: ``column`` / ``table``, for the message.
+        table: qualified table name, for the message.
+
+    Raises:
+        SourceError: no such name, or several differing only in case (the catalog views disagree).
+    """
+    if name in spelled:
+        return name
+    matches = [s for s in spelled if s.lower() == name.lower()]
+    if len(matches) != 1:
+        raise SourceError(
+            f"{what} {name!r} from sys.* has {len(matches)} matches in INFORMATION_SCHEMA {sorted(spelled)}; "
+            "the catalog views disagree", table=table, retryable=False,
+        )
+    return matches[0]
+
+
 def _wrap(exc: Exception, message: str, table: str | None = None) -> SourceError:
     retryable = type(exc).__name__ in {"OperationalError", "InterfaceError"}
     return SourceError(f"{message}: {exc}", table=table, retryable=retryable)
@@ -233,7 +271,9 @@ class MssqlSource(Closing):
         Raises:
             SourceError: the query failed.
         """
-        return [str(r[0]) for r in self._query(TABLES_SQL, (schema or self.schema,))]
+        schema = schema or self.schema
+        spelled = [str(r[0]) for r in self._query(CASED_TABLES_SQL, (schema,))]
+        return sorted(restore_case(str(r[0]), spelled, "table", schema) for r in self._query(TABLES_SQL, (schema,)))
 
     def describe(self, table: str, schema: str | None = None) -> TableSpec:
         """Read the catalog of one table.
@@ -246,15 +286,31 @@ class MssqlSource(Closing):
             SourceError: a catalog query failed.
         """
         schema = schema or self.schema
+        tables = [str(r[0]) for r in self._query(CASED_TABLES_SQL, (schema,))]
+        matches = [t for t in tables if t == table] or [t for t in tables if t.lower() == table.lower()]
+        if len(matches) != 1:
+            raise ConfigurationError(
+                "table not found in the source catalog" if not matches else f"several tables match: {matches}",
+                table=f"{schema}.{table}",
+            )
+        table = matches[0]
         obj = MSSQL.qualified(schema, table)
         qname = f"{schema}.{table}"
+        spelled = [str(r[0]) for r in self._query(CASED_COLUMNS_SQL, (schema, table))]
+
+        def cased(name: object) -> str:
+            return restore_case(str(name), spelled, "column", qname)
+
         rows = self._query(COLUMNS_SQL, (obj,))
         if not rows:
-            raise ConfigurationError("table not found in the source catalog", table=qname)
-        columns = tuple(column_from_catalog(r, qname) for r in rows)
+            raise UnsupportedTypeError("the table has no columns; a table without columns cannot be copied", table=qname)
+        if len(rows) != len(spelled):
+            raise SourceError(f"sys.columns lists {len(rows)} columns, INFORMATION_SCHEMA {len(spelled)}",
+                              table=qname, retryable=False)
+        columns = tuple(column_from_catalog((cased(r[0]), *r[1:]), qname) for r in rows)
         identity = None
         for name, seed, inc, last in self._query(IDENTITY_SQL, (obj,)):
-            identity = IdentitySpec(str(name), int(seed), int(inc), None if last is None else int(last))
+            identity = IdentitySpec(cased(name), int(seed), int(inc), None if last is None else int(last))
         pk: tuple[str, ...] = ()
         pk_name: str | None = None
         indexes: dict[str, dict[str, Any]] = {}
@@ -263,9 +319,9 @@ class MssqlSource(Closing):
             if has_filter and "filter" not in entry["lost"]:
                 entry["lost"].append("filter")
             if included:
-                entry["lost"].append(f"INCLUDE {col}")
+                entry["lost"].append(f"INCLUDE {cased(col)}")
             else:
-                entry["cols"].append(str(col))
+                entry["cols"].append(cased(col))
         secondary = []
         for name, entry in indexes.items():
             if entry["pk"]:
@@ -276,9 +332,11 @@ class MssqlSource(Closing):
             secondary.append(IndexSpec(name, tuple(entry["cols"]), entry["unique"]))
         fks: dict[str, dict[str, Any]] = {}
         for name, col, ref_table, ref_col in self._query(FOREIGN_KEYS_SQL, (obj,)):
-            fk = fks.setdefault(str(name), {"cols": [], "ref_table": str(ref_table), "ref_cols": []})
-            fk["cols"].append(str(col))
-            fk["ref_cols"].append(str(ref_col))
+            ref = restore_case(str(ref_table), tables, "table", qname)
+            ref_spelled = [str(r[0]) for r in self._query(CASED_COLUMNS_SQL, (schema, ref))]
+            fk = fks.setdefault(str(name), {"cols": [], "ref_table": ref, "ref_cols": []})
+            fk["cols"].append(cased(col))
+            fk["ref_cols"].append(restore_case(str(ref_col), ref_spelled, "column", f"{schema}.{ref}"))
         estimate = int(self._query(ROW_ESTIMATE_SQL, (obj,))[0][0] or 0)
         spec = TableSpec(
             name=table,

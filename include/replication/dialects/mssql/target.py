@@ -20,9 +20,10 @@ most ``min(1000, floor(2099 / columns))`` rows (:func:`mssql_convert.chunk_rows`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -70,7 +71,9 @@ def _placeholder_safe(sql: str, what: str) -> str:
     return sql
 
 
-def insert_sql(table: str, schema: str, columns: Sequence[str], rows: int) -> str:
+def insert_sql(
+    table: str, schema: str, columns: Sequence[str], rows: int, placeholders: Sequence[str] | None = None
+) -> str:
     """``INSERT INTO [schema].[table] ([c1], ...) VALUES (%s, ...), ...`` for ``rows`` rows.
 
     Args:
@@ -78,6 +81,8 @@ def insert_sql(table: str, schema: str, columns: Sequence[str], rows: int) -> st
         schema: target schema.
         columns: column names in order.
         rows: rows in the VALUES list (1..1000).
+        placeholders: each column's parameter SQL (``%s`` or ``CAST(%s AS datetime2(7))``, from
+            :func:`convert.write_plan`); default ``%s`` for every column.
 
     Raises:
         ConfigurationError: an identifier contains ``%s``/``%d`` (pymssql placeholders), or
@@ -87,7 +92,10 @@ def insert_sql(table: str, schema: str, columns: Sequence[str], rows: int) -> st
         raise ConfigurationError(f"a VALUES list holds 1..1000 rows, got {rows}", table=f"{schema}.{table}")
     head = f"INSERT INTO {MSSQL.qualified(schema, table)} ({', '.join(MSSQL.quote(c) for c in columns)}) VALUES "
     _placeholder_safe(head, f"table {schema}.{table}")
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    marks = list(placeholders) if placeholders is not None else ["%s"] * len(columns)
+    if len(marks) != len(columns) or any(m.count("%s") != 1 for m in marks):
+        raise ConfigurationError(f"one %s placeholder per column expected, got {marks}", table=f"{schema}.{table}")
+    one = "(" + ", ".join(marks) + ")"
     return head + ", ".join([one] * rows)
 
 
@@ -97,9 +105,14 @@ def identity_insert_sql(table: str, schema: str, on: bool) -> str:
 
 
 def checkident_sql(table: str, schema: str, value: int) -> str:
-    """``DBCC CHECKIDENT (N'[schema].[table]', RESEED, value)``: the next identity becomes
-    ``value + increment``."""
-    return f"DBCC CHECKIDENT ({_literal(MSSQL.qualified(schema, table))}, RESEED, {int(value)})"
+    """``DBCC CHECKIDENT ('[schema].[table]', RESEED, value)``: the next identity becomes
+    ``value + increment``.
+
+    The name is a plain (not ``N'...'``) literal: Babelfish mis-parses ``N'[dbo].[t]'`` there
+    (it reads the N as part of the schema name), and SQL Server accepts both forms.
+    """
+    name = MSSQL.qualified(schema, table).replace("'", "''")
+    return f"DBCC CHECKIDENT ('{name}', RESEED, {int(value)})"
 
 
 def create_database_sql(database: str) -> str:
@@ -151,8 +164,10 @@ def write_rows(
     if batch.num_rows == 0:
         return 0
     check_batch(spec, batch, MSSQL)
-    rows = batch_to_params(spec, batch, write_plan(spec))
+    plans = write_plan(spec)
+    rows = batch_to_params(spec, batch, plans)
     names = spec.column_names
+    placeholders = [p.placeholder for p in plans]
     limit = chunk_rows(len(names))
     chunks = plan_chunks([param_bytes(r) for r in rows], limit, statement_bytes)
     i = 0
@@ -164,7 +179,7 @@ def write_rows(
             start, stop = chunks[j]
             seq.append(tuple(v for row in rows[start:stop] for v in row))
             j += 1
-        cursor.executemany(insert_sql(table or spec.name, schema, names, size), seq)
+        cursor.executemany(insert_sql(table or spec.name, schema, names, size, placeholders), seq)
         i = j
     return len(rows)
 
@@ -202,12 +217,24 @@ class MssqlTarget(Closing):
 
     # -- helpers -------------------------------------------------------------------------------
     def _connection(self) -> Any:
+        """The session, opened on first use in autocommit mode with ``SET XACT_ABORT ON``:
+        transactions are explicit (``BEGIN``/``COMMIT``/``ROLLBACK TRANSACTION``), and any error
+        inside one rolls all of it back, the same on SQL Server and Babelfish (where some errors
+        end the transaction by themselves)."""
         if self._conn is None:
             self._ensure_database()
             try:
-                self._conn = connect_mssql(self.endpoint, autocommit=False)
+                conn = connect_mssql(self.endpoint, autocommit=True)
             except Exception as exc:
                 raise TargetError(f"cannot connect to {self.endpoint.describe()}: {exc}") from exc
+            try:
+                cur = conn.cursor()
+                cur.execute("SET XACT_ABORT ON")
+                cur.close()
+            except Exception as exc:
+                conn.close()
+                raise TargetError(f"cannot set up the session on {self.endpoint.describe()}: {exc}") from exc
+            self._conn = conn
         return self._conn
 
     def _ensure_database(self) -> None:
@@ -241,6 +268,21 @@ class MssqlTarget(Closing):
         finally:
             cur.close()
 
+    @contextlib.contextmanager
+    def _transaction(self, what: str, table: str | None = None) -> Iterator[None]:
+        """One explicit transaction: committed when the block ends, rolled back on any error
+        (a driver error becomes a ``TargetError`` saying ``what`` failed)."""
+        self._run("BEGIN TRANSACTION")
+        try:
+            yield
+            self._run("COMMIT TRANSACTION")
+        except ReplicationError:
+            self.rollback_unit()
+            raise
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"{what}: {exc}", table=table) from exc
+
     def _create_sql(self, spec: TableSpec) -> str:
         return create_table_sql(spec, MSSQL, self.schema, source=dialect_named(spec.dialect))
 
@@ -252,20 +294,14 @@ class MssqlTarget(Closing):
 
     # -- protocol --------------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        """Run one statement (``%s`` placeholders) and commit; return its rows.
+        """Run one statement (``%s`` placeholders) in its own transaction; return its rows.
 
         Raises:
             TargetError: the statement failed (rolled back).
         """
-        try:
-            rows = self._run(sql, params)
-            self._conn.commit()
-            return rows
-        except ReplicationError:
-            raise
-        except Exception as exc:
-            self.rollback_unit()
-            raise TargetError(f"statement failed: {exc}") from exc
+        with self._transaction("statement failed"):
+            return self._run(sql, params)
+        raise AssertionError("unreachable")  # pragma: no cover - the context manager re-raises
 
     def prepare_table(self, spec: TableSpec) -> None:
         """Create the database and schema if missing; drop and re-create the table without
@@ -276,16 +312,10 @@ class MssqlTarget(Closing):
             TargetError: DDL failed.
         """
         ddl = self._create_sql(spec)
-        try:
-            self._run(create_schema_sql(self.schema))
+        self._run(create_schema_sql(self.schema))
+        with self._transaction("cannot create table", spec.qualified_name):
             self._run(drop_table_sql(spec.name, self.schema))
             self._run(ddl)
-            self._conn.commit()
-        except ReplicationError:
-            raise
-        except Exception as exc:
-            self.rollback_unit()
-            raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name) from exc
         log.info("created %s.%s", self.schema, spec.name)
 
     def ensure_table(self, spec: TableSpec) -> None:
@@ -298,13 +328,9 @@ class MssqlTarget(Closing):
         pk = primary_key_sql(spec, MSSQL, self.schema)
         body = ddl + (";\n" + pk if pk else "")
         sql = f"IF OBJECT_ID({_literal(self._name(spec))}, N'U') IS NULL EXEC({_literal(body)})"
-        try:
-            self._run(create_schema_sql(self.schema))
+        self._run(create_schema_sql(self.schema))
+        with self._transaction("cannot create table", spec.qualified_name):
             self._run(sql)
-            self._conn.commit()
-        except Exception as exc:
-            self.rollback_unit()
-            raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name) from exc
 
     def clone(self) -> MssqlTarget:
         """A second target on its own connection (one per parallel key-range unit)."""
@@ -324,7 +350,8 @@ class MssqlTarget(Closing):
             TargetError: the table is missing or locked.
         """
         try:
-            self._connection().rollback()
+            self.rollback_unit()  # nothing may be left open from an earlier unit on this session
+            self._run("BEGIN TRANSACTION")
             if key_range is not None:
                 self._run(f"DELETE FROM {self._name(spec)} WHERE {range_predicate(spec, key_range, MSSQL)}")
             else:
@@ -380,7 +407,11 @@ class MssqlTarget(Closing):
             ValidationError: the count differs (rolled back; nothing is committed).
             TargetError: commit failed.
         """
-        count = int(self._run(count_sql(MSSQL, self.schema, spec.name, spec, key_range))[0][0])
+        try:
+            count = int(self._run(count_sql(MSSQL, self.schema, spec.name, spec, key_range))[0][0])
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"count check failed: {exc}", table=spec.qualified_name) from exc
         if count != expected_rows:
             self.rollback_unit()
             raise ValidationError(
@@ -389,24 +420,34 @@ class MssqlTarget(Closing):
             )
         try:
             self._identity(spec, False)
-            self._conn.commit()
+            self._run("COMMIT TRANSACTION")
         except Exception as exc:
             self.rollback_unit()
             raise TargetError(f"commit failed: {exc}", table=spec.qualified_name) from exc
 
     def rollback_unit(self) -> None:
-        """Roll back the open transaction and switch IDENTITY_INSERT off; never raises."""
+        """Roll back the open transaction, if any, and switch IDENTITY_INSERT off; never raises.
+
+        A session that cannot even do that is closed, so the next use opens a fresh one instead
+        of running on in a state nobody knows.
+        """
         if self._conn is None:
             return
         try:
-            self._conn.rollback()
+            self._run("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION")
             if self._identity_on is not None:
-                cur = self._conn.cursor()
-                cur.execute(identity_insert_sql(self._identity_on, self.schema, False))
-                cur.close()
+                self._run(identity_insert_sql(self._identity_on, self.schema, False))
                 self._identity_on = None
         except Exception:  # connection already broken
-            log.debug("rollback on a broken connection ignored", exc_info=True)
+            log.debug("rollback on a broken connection; discarding the session", exc_info=True)
+            self._discard()
+
+    def _discard(self) -> None:
+        conn, self._conn, self._identity_on = self._conn, None, None
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - best effort on a broken session
+            log.debug("closing a broken session failed", exc_info=True)
 
     def finish_table(self, spec: TableSpec) -> None:
         """Primary key, secondary indexes, then ``DBCC CHECKIDENT (..., RESEED, max)`` so the next
@@ -416,7 +457,7 @@ class MssqlTarget(Closing):
         Raises:
             TargetError: a statement failed (e.g. duplicate keys when building the primary key).
         """
-        try:
+        with self._transaction("finishing the table failed", spec.qualified_name):
             for sql in build_keys_sql(spec, MSSQL, self.schema):
                 self._run(sql)
             if spec.identity is not None:
@@ -427,16 +468,18 @@ class MssqlTarget(Closing):
                 if values:
                     value = max(values) if spec.identity.increment > 0 else min(values)
                     self._run(checkident_sql(spec.name, self.schema, int(value)))
-            self._conn.commit()
-        except Exception as exc:
-            self.rollback_unit()
-            raise TargetError(f"finishing the table failed: {exc}", table=spec.qualified_name) from exc
 
     def count_rows(self, spec: TableSpec) -> int:
-        """Exact ``COUNT_BIG(*)`` of the target table (rows)."""
-        rows = self._run(count_sql(MSSQL, self.schema, spec.name))
-        self._conn.rollback()
-        return int(rows[0][0])
+        """Exact ``COUNT_BIG(*)`` of the target table (rows).
+
+        Raises:
+            TargetError: the query failed.
+        """
+        try:
+            return int(self._run(count_sql(MSSQL, self.schema, spec.name))[0][0])
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"count failed: {exc}", table=spec.qualified_name) from exc
 
     def upsert_rows(self, spec: TableSpec, key_columns: Sequence[str], batch: pa.RecordBatch) -> int:
         """Replace the rows whose ``key_columns`` match the batch's, in one transaction (audit).
@@ -448,32 +491,21 @@ class MssqlTarget(Closing):
             TargetError: a statement failed (rolled back).
         """
         where = " AND ".join(f"{MSSQL.quote(k)} = %s" for k in key_columns)
-        try:
+        with self._transaction("upsert failed", spec.qualified_name):
             for row in batch.select(list(key_columns)).to_pylist():
                 self._run(f"DELETE FROM {self._name(spec)} WHERE {where}", [row[k] for k in key_columns])
             cur = self._connection().cursor()
             try:
-                if spec.identity is not None:
-                    self._identity(spec, True)
+                self._identity(spec, True)
                 write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
-                if spec.identity is not None:
-                    self._identity(spec, False)
+                self._identity(spec, False)
             finally:
                 cur.close()
-            self._conn.commit()
-        except ReplicationError:
-            self.rollback_unit()
-            raise
-        except Exception as exc:
-            self.rollback_unit()
-            raise TargetError(f"upsert failed: {exc}", table=spec.qualified_name) from exc
         return batch.num_rows
 
     def close(self) -> None:
         """Roll back anything open and close the connection. Idempotent."""
         if self._conn is not None:
             self.rollback_unit()
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+            if self._conn is not None:
+                self._discard()

@@ -1,14 +1,15 @@
-"""TypeProbe round trip against a REAL SQL Server: SQL Server -> SQL Server and SQL Server ->
+"""TypeProbe round trip on a real TDS server: SQL Server -> SQL Server and SQL Server ->
 PostgreSQL through ``pipeline.copy_table``.
 
-Runs only when ``STACKOVERFLOW_MSSQL_TEST_URI`` names a server, e.g.
-``mssql://sa:secret@localhost:1433/replication_test`` (the database is created if missing; the
-login needs CREATE DATABASE for the ``<db>_rt_target`` target database). Skipped otherwise, with
-that reason printed (``pytest -ra``). Never run on the machine it was written on (no Docker
-engine there), so nothing in it has been verified yet.
+The server is the session's ``mssql_server`` (tests/conftest.py): a local Babelfish for
+PostgreSQL in CI, or the Microsoft SQL Server that ``STACKOVERFLOW_MSSQL_TEST_URI`` names (the
+login needs CREATE DATABASE). Where Babelfish measurably differs from SQL Server (6 fractional
+digits, lower-cased index names, row estimates of 0; ../shared/babelfish/README.md) the test
+states the Babelfish expectation by name with ``mssql_server.expect(sqlserver=..., babelfish=...)``;
+every other check is the same for both.
 
 Every value is compared with a literal expectation written here, not only source against target.
-datetime2 and datetimeoffset travel as SQL Server's canonical text, so SQL Server -> SQL Server
+datetime2 and datetimeoffset travel as the server's canonical text, so SQL Server -> SQL Server
 keeps all 7 digits and the offset; documented, asserted losses on PostgreSQL: the 7th digit of
 time(7)/datetime2(7)/datetimeoffset(7) (PostgreSQL keeps 6) and the offset (timestamptz holds the
 UTC instant).
@@ -18,21 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import uuid
 from decimal import Decimal
-from urllib.parse import unquote, urlparse
 
 import pytest
 
-from include.replication.core.endpoint import Endpoint
-
-URI = os.environ.get("STACKOVERFLOW_MSSQL_TEST_URI")
-
-pytestmark = [
-    pytest.mark.mssql,
-    pytest.mark.skipif(not URI, reason="STACKOVERFLOW_MSSQL_TEST_URI not set: no SQL Server to test against"),
-]
+pytestmark = [pytest.mark.mssql, pytest.mark.integration]
 
 GUID = uuid.UUID("6F9619FF-8B86-D011-B42D-00C04FC964FF")
 BIG_TEXT = ("Grüße, Ελληνικά, 日本語 😀 " * 120_000)[: 3 * 1024 * 1024]  # 3 Mi characters, non-ASCII, emoji
@@ -66,7 +58,7 @@ ROW_MAX = [
     "9223372036854775807", "2147483647", "32767", "255", "1",
     "CAST('9999999999999999999999999999.9999999999' AS decimal(38,10))", "999.99",
     "CAST('922337203685477.5807' AS money)", "CAST('214748.3647' AS smallmoney)", "CAST(1.7976931348623157E308 AS float)",
-    "CAST(3.40282347E38 AS real)", "'9999-12-31'", "CAST('23:59:59.9999999' AS time(7))", "'9999-12-31T23:59:59.997'",
+    "CAST(3.40282347E38 AS real)", "'9999-12-31'", "{time_max}", "'9999-12-31T23:59:59.997'",
     "'2079-06-06T23:59:00'", "CAST('9999-12-31T23:59:59.9999999' AS datetime2(7))", "CAST('9999-12-31T23:59:59.999999' AS datetime2(6))",
     "CAST('2020-06-30T23:59:59.1234567+14:00' AS datetimeoffset(7))", "'ab '", "'Linked'", "N'ü€'", "N'[Order] ]x'",
     "%s", "'plain ascii text'", "N'Ωμέγα 😀'", "N'<a b=\"1\">ü</a>'", "0x00010203", "%s", "0x" + "ff" * 100,
@@ -97,9 +89,7 @@ EXPECTED_ARROW = {  # column -> (row 1, row 2) as the reader must produce them (
     "c_date": (dt.date(9999, 12, 31), dt.date(1, 1, 1)),
     "c_datetime": (dt.datetime(9999, 12, 31, 23, 59, 59, 997000), dt.datetime(1753, 1, 1)),
     "c_smalldatetime": (dt.datetime(2079, 6, 6, 23, 59), dt.datetime(1900, 1, 1)),
-    "c_datetime2": ("9999-12-31 23:59:59.9999999", "0001-01-01 00:00:00.0000000"),  # exact text
-    "c_datetime2_6": ("9999-12-31 23:59:59.999999", "0001-01-01 00:00:00.000000"),
-    "c_dto": ("2020-06-30 23:59:59.1234567 +14:00", "0001-01-01 00:00:00.0000000 +00:00"),
+    # c_datetime2, c_datetime2_6, c_dto: the server's canonical text, see TEXT_EXPECTED
     "c_char": ("ab ", "   "),
     "c_varchar": ("Linked", ""),
     "c_nchar": ("ü€", "  "),
@@ -111,49 +101,60 @@ EXPECTED_ARROW = {  # column -> (row 1, row 2) as the reader must produce them (
     "c_image": (b"\xff" * 100, b""),
     "c_guid": (GUID, uuid.UUID(int=0)),
 }
-TIME_NS = (86_399_999_999_900, 0)
+TIME_MAX = {"sqlserver": "CAST('23:59:59.9999999' AS time(7))",
+            "babelfish": "CAST('23:59:59.999999' AS time(7))"}  # Babelfish keeps 6 digits and rounds .9999999 up to 24:00
+TIME_NS = {"sqlserver": (86_399_999_999_900, 0), "babelfish": (86_399_999_999_000, 0)}
+TEXT_EXPECTED = {  # exact canonical text the reader carries (CAST(col AS nvarchar))
+    "sqlserver": {
+        "c_datetime2": ("9999-12-31 23:59:59.9999999", "0001-01-01 00:00:00.0000000"),
+        "c_datetime2_6": ("9999-12-31 23:59:59.999999", "0001-01-01 00:00:00.000000"),
+        "c_dto": ("2020-06-30 23:59:59.1234567 +14:00", "0001-01-01 00:00:00.0000000 +00:00"),
+    },
+    "babelfish": {  # 6 digits (.1234567 -> .123457), trailing zeros dropped
+        "c_datetime2": ("9999-12-31 23:59:59.999999", "0001-01-01 00:00:00"),
+        "c_datetime2_6": ("9999-12-31 23:59:59.999999", "0001-01-01 00:00:00"),
+        "c_dto": ("2020-06-30 23:59:59.123457 +14:00", "0001-01-01 00:00:00 +00:00"),
+    },
+}
 EXPECTED_POSTGRES = {  # what PostgreSQL holds for the text-carried columns: 6 digits, UTC instant
     "c_datetime2": (dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1)),
     "c_datetime2_6": (dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1)),
-    "c_dto": (dt.datetime(2020, 6, 30, 9, 59, 59, 123456, tzinfo=dt.UTC), dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+}
+DTO_POSTGRES = {  # SQL Server keeps .1234567 (PostgreSQL cuts to .123456); Babelfish already rounded to .123457
+    "sqlserver": (dt.datetime(2020, 6, 30, 9, 59, 59, 123456, tzinfo=dt.UTC), dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+    "babelfish": (dt.datetime(2020, 6, 30, 9, 59, 59, 123457, tzinfo=dt.UTC), dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
 }
 
 
-def _endpoint() -> Endpoint:
-    u = urlparse(URI or "")
-    return Endpoint(
-        "mssql", u.hostname, u.port or 1433, (u.path or "/").lstrip("/") or "replication_test",
-        unquote(u.username or "") or None, unquote(u.password or "") or None, "dbo",
-    )
+def _kind(server) -> str:
+    return server.expect(sqlserver="sqlserver", babelfish="babelfish")
 
 
 @pytest.fixture(scope="module")
-def probe_source():
-    """Create the source database (if missing) and a fresh TypeProbe with 3 rows (max, min, NULLs)."""
-    from include.replication.dialects.mssql.source import MssqlSource, connect_mssql
-    from include.replication.dialects.mssql.target import create_database_sql
-
-    ep = _endpoint()
-    master = connect_mssql(ep, autocommit=True, database="master")
-    try:
-        cur = master.cursor()
-        cur.execute(create_database_sql(ep.database))
-    finally:
-        master.close()
-    conn = connect_mssql(ep, autocommit=True)
+def probe_database(mssql_server):
+    """A fresh source database holding TypeProbe with 3 rows (max, min, NULLs); its endpoint."""
+    name = "typeprobe_src"
+    mssql_server.create_database(name)
+    conn = mssql_server.connect(name)
     try:
         cur = conn.cursor()
-        cur.execute("DROP TABLE IF EXISTS [dbo].[TypeProbe]")
         cur.execute(PROBE_DDL)
         cols = ", ".join(f"[{c}]" for c in COLUMNS)
-        cur.execute(f"INSERT INTO [dbo].[TypeProbe] ({cols}) VALUES ({', '.join(ROW_MAX)})", (BIG_TEXT, bytearray(BIG_BLOB)))
+        row_max = [v.replace("{time_max}", TIME_MAX[_kind(mssql_server)]) for v in ROW_MAX]
+        cur.execute(f"INSERT INTO [dbo].[TypeProbe] ({cols}) VALUES ({', '.join(row_max)})", (BIG_TEXT, bytearray(BIG_BLOB)))
         cur.execute(f"INSERT INTO [dbo].[TypeProbe] ({cols}) VALUES ({', '.join(ROW_MIN)})")
         cur.execute("INSERT INTO [dbo].[TypeProbe] DEFAULT VALUES")
     finally:
         conn.close()
-    source = MssqlSource(ep)
-    yield source, source.describe("TypeProbe")
-    source.close()
+    return mssql_server.database(name)
+
+
+@pytest.fixture
+def probe_source(probe_database):
+    from include.replication.dialects.mssql.source import MssqlSource
+
+    with MssqlSource(probe_database) as source:
+        yield source, source.describe("TypeProbe")
 
 
 def _settings(tmp_path):
@@ -162,44 +163,54 @@ def _settings(tmp_path):
     return CopySettings(memory_budget_bytes=4 * 1024 * 1024, batch_rows=2, batch_bytes=1024 * 1024, spill_root=tmp_path, overlap=True)
 
 
-def _check_arrow(table, rv_values):
+def _check_arrow(table, rv_values, kind):
     """Compare an Arrow table read back (by MssqlSource) with the literal expectations."""
     rows = table.to_pylist()
     assert [r["Id"] for r in rows] == [1, 2, 3]
-    for col, (v1, v2) in EXPECTED_ARROW.items():
+    for col, (v1, v2) in {**EXPECTED_ARROW, **TEXT_EXPECTED[kind]}.items():
         assert (rows[0][col], rows[1][col], rows[2][col]) == (v1, v2, None), col
     t = table.column("c_time")
-    assert [t[i].cast("int64").as_py() for i in range(3)] == [*TIME_NS, None]
+    factor = 1 if t.type.unit == "ns" else 1000
+    assert [None if t[i].as_py() is None else t[i].cast("int64").as_py() * factor for i in range(3)] == [*TIME_NS[kind], None]
     assert rows[0]["c_nvarchar_max"] == BIG_TEXT and rows[1]["c_nvarchar_max"] == ""
     assert hashlib.sha256(rows[0]["c_varbinary"]).digest() == hashlib.sha256(BIG_BLOB).digest()
     assert rows[1]["c_varbinary"] == b"" and rows[2]["c_varbinary"] is None
     assert [r["c_rv"] for r in rows] == rv_values and all(len(v) == 8 for v in rv_values)
 
 
-def test_catalog_of_typeprobe(probe_source):
-    _, spec = probe_source
+def test_catalog_of_typeprobe(probe_source, mssql_server):
+    source, spec = probe_source
     by = {c.name: c for c in spec.columns}
-    assert spec.primary_key == ("Id",) and spec.primary_key_name == "PK_TypeProbe"
+    assert spec.name == "TypeProbe" and spec.column_names[:3] == ("Id", "c_bigint", "c_int")  # case kept
+    assert source.list_tables() == ["TypeProbe"]
+    assert source.describe("typeprobe").name == "TypeProbe"  # the catalog's spelling, whatever was asked
+    assert spec.primary_key == ("Id",)
+    # sys.indexes names are lower-cased on Babelfish (INFORMATION_SCHEMA's constraint views too)
+    assert spec.primary_key_name == mssql_server.expect(sqlserver="PK_TypeProbe", babelfish="pk_typeprobe")
     assert spec.identity is not None and (spec.identity.seed, spec.identity.increment, spec.identity.last_value) == (1, 1, 3)
     assert (by["c_nvarchar"].length, by["c_nvarchar_max"].length, by["c_nchar"].length) == (40, -1, 2)
     assert (by["c_decimal"].precision, by["c_decimal"].scale) == (38, 10)
-    assert by["c_datetime2"].precision == 7 and by["c_rv"].source_type == "timestamp"
-    assert spec.row_estimate == 3
+    # Babelfish stores datetime2(7)/time(7)/datetimeoffset(7) with 6 fractional digits
+    assert by["c_datetime2"].precision == mssql_server.expect(sqlserver=7, babelfish=6)
+    assert by["c_datetime2_6"].precision == 6 and by["c_rv"].source_type == "timestamp"
+    assert spec.row_estimate == mssql_server.expect(sqlserver=3, babelfish=0)  # sys.partitions.rows is 0 on Babelfish
 
 
-def test_mssql_to_mssql_roundtrip(probe_source, tmp_path):
+def test_mssql_to_mssql_roundtrip(probe_source, tmp_path, mssql_server, fresh_mssql_database):
     import pyarrow as pa
 
     from include.replication.core.pipeline import copy_table
-    from include.replication.dialects.mssql.source import MssqlSource, connect_mssql
+    from include.replication.dialects.mssql.connect import connect_mssql
+    from include.replication.dialects.mssql.source import MssqlSource
     from include.replication.dialects.mssql.target import MssqlTarget
 
+    kind = _kind(mssql_server)
     source, spec = probe_source
     source_table = pa.Table.from_batches(list(source.read_batches(spec, batch_rows=2, batch_bytes=1 << 20)))
     rv = [source_table.column("c_rv")[i].as_py() for i in range(3)]
-    _check_arrow(source_table, rv)
+    _check_arrow(source_table, rv, kind)
 
-    target_ep = _endpoint().with_database(_endpoint().database + "_rt_target")
+    target_ep = fresh_mssql_database("rt_target")
     with MssqlTarget(target_ep) as target:
         target.prepare_table(spec)
         result = copy_table(source, target, spec, _settings(tmp_path))
@@ -210,7 +221,7 @@ def test_mssql_to_mssql_roundtrip(probe_source, tmp_path):
         assert {c.name: c.source_type for c in tspec.columns}["c_rv"] == "binary"  # rowversion copied as binary(8)
         assert tspec.identity is not None and (tspec.identity.seed, tspec.identity.increment) == (1, 1)
         got = pa.Table.from_batches(list(back.read_batches(tspec, batch_rows=2, batch_bytes=1 << 20)))
-    _check_arrow(got.set_column(got.schema.get_field_index("c_rv"), "c_rv", got.column("c_rv").cast(pa.binary(8))), rv)
+    _check_arrow(got.set_column(got.schema.get_field_index("c_rv"), "c_rv", got.column("c_rv").cast(pa.binary(8))), rv, kind)
     conn = connect_mssql(target_ep, autocommit=True)
     try:
         cur = conn.cursor()
@@ -221,12 +232,12 @@ def test_mssql_to_mssql_roundtrip(probe_source, tmp_path):
     finally:
         conn.close()
     assert guid_text == "6F9619FF-8B86-D011-B42D-00C04FC964FF"
-    assert dt2_text == "9999-12-31 23:59:59.9999999"  # all 7 digits kept
-    assert dto_text == "2020-06-30 23:59:59.1234567 +14:00"  # offset and 7 digits kept
+    assert dt2_text == TEXT_EXPECTED[kind]["c_datetime2"][0]  # every digit the server keeps
+    assert dto_text == TEXT_EXPECTED[kind]["c_dto"][0]  # offset and digits kept
     assert blob_len == len(BIG_BLOB) and int(ident) == 3
 
 
-def test_mssql_to_postgres_roundtrip(probe_source, tmp_path, local_pg, fresh_database):
+def test_mssql_to_postgres_roundtrip(probe_source, tmp_path, local_pg, fresh_database, mssql_server):
     from include.replication.core.pipeline import copy_table
     from include.replication.dialects.registry import open_target
 
@@ -241,7 +252,7 @@ def test_mssql_to_postgres_roundtrip(probe_source, tmp_path, local_pg, fresh_dat
     finally:
         target.close()
     rows.sort(key=lambda r: r["Id"])
-    for col, (v1, v2) in {**EXPECTED_ARROW, **EXPECTED_POSTGRES}.items():
+    for col, (v1, v2) in {**EXPECTED_ARROW, **EXPECTED_POSTGRES, "c_dto": DTO_POSTGRES[_kind(mssql_server)]}.items():
         got = (rows[0][col], rows[1][col], rows[2][col])
         if col in {"c_decimal", "c_numeric", "c_money", "c_smallmoney"}:
             got = tuple(None if v is None else Decimal(str(v)) for v in got)

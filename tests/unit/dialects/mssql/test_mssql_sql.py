@@ -177,7 +177,7 @@ def test_primary_key_index_and_identity_statements():
 
 def test_checkident_statement_tokens():
     sql = checkident_sql("Order's", "dbo", 3729195)
-    assert sql == "DBCC CHECKIDENT (N'[dbo].[Order''s]', RESEED, 3729195)"
+    assert sql == "DBCC CHECKIDENT ('[dbo].[Order''s]', RESEED, 3729195)"  # no N prefix: Babelfish mis-parses it
     # sqlglot 30's tsql parser has no DBCC grammar; check the token stream instead
     tokens = [t.text for t in sqlglot.tokenize(sql, read="tsql")]
     assert tokens == ["DBCC", "CHECKIDENT", "(", "[dbo].[Order's]", ",", "RESEED", ",", "3729195", ")"]
