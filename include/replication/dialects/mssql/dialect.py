@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from include.replication.core.dialect import Dialect
 
-__all__ = ["MSSQL", "MSSQL_OPTION_NAMES", "MSSQL_CS_AS_COLLATION"]
+__all__ = ["MSSQL", "MSSQL_OPTION_NAMES", "MSSQL_CASE_SENSITIVE_COLLATION"]
 
 MSSQL_OPTION_NAMES = ("tds_version", "login_timeout", "timeout", "appname", "encryption", "charset", "statement_mib")
 """Connection extras read by name: pymssql ``connect`` arguments (``charset`` must be UTF-8, the
 reader relies on it) and the writer's ``statement_mib`` (SQL text per INSERT, MiB)."""
 
-MSSQL_CS_AS_COLLATION = "Latin1_General_100_CS_AS_SC_UTF8"
-"""Case- and accent-sensitive collation for SQL Server text columns copied from a case-sensitive
-source such as PostgreSQL (``_SC`` keeps supplementary characters whole)."""
+MSSQL_CASE_SENSITIVE_COLLATION = "Latin1_General_100_BIN2"
+"""Collation of SQL Server text columns copied from a case-sensitive source such as PostgreSQL:
+binary code-point comparison, so two values are equal exactly when PostgreSQL's deterministic
+collations say so (case, accents and supplementary characters all distinct; linguistic ``_CS_AS``
+collations without ``_SC`` give many supplementary characters no weight, so distinct emoji keys
+could collide). It exists on SQL Server 2008 and later and on Babelfish, which lacks the
+``_SC_UTF8`` collations (measured: ``sys.fn_helpcollations()``)."""
 
 MSSQL = Dialect(
     name="mssql",
@@ -40,7 +44,7 @@ MSSQL = Dialect(
     primary_key_clause="PRIMARY KEY CLUSTERED",
     drop_index_template="DROP INDEX IF EXISTS {index} ON {table}",
     case_sensitive_text=False,
-    case_sensitive_collation=MSSQL_CS_AS_COLLATION,
+    case_sensitive_collation=MSSQL_CASE_SENSITIVE_COLLATION,
     count_expression="COUNT_BIG(*)",
 )
 """SQL Server: bracketed names, ``dbo``, 7 fractional digits, lengths in UTF-16 code units,

@@ -151,8 +151,8 @@ def test_create_table_from_postgres_gets_case_sensitive_collation():
 
     sql = create_table_sql(spec, MSSQL, "dbo", source=POSTGRES)
     assert "COLLATE" not in create_table_sql(spec, MSSQL, "dbo", source=MSSQL)
-    assert "[name] nvarchar(10) COLLATE Latin1_General_100_CS_AS_SC_UTF8 NULL" in sql
-    assert "[doc] nvarchar(max) COLLATE Latin1_General_100_CS_AS_SC_UTF8 NULL" in sql
+    assert "[name] nvarchar(10) COLLATE Latin1_General_100_BIN2 NULL" in sql
+    assert "[doc] nvarchar(max) COLLATE Latin1_General_100_BIN2 NULL" in sql
     assert "[id] int NOT NULL" in sql
     _parse(sql)
 
