@@ -18,9 +18,10 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
+from include.replication.core.catalog import TableSpec
 from include.replication.core.errors import ConfigurationError, ReplicationError
 
-__all__ = ["batch_nbytes", "rebatch", "concat_batches"]
+__all__ = ["batch_nbytes", "rebatch", "concat_batches", "row_key"]
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +164,13 @@ def rebatch(
             pending_rows += k
             pending_bytes += size
     yield from flush()
+
+
+def row_key(spec: TableSpec, batch: pa.RecordBatch, index: int) -> object:
+    """Primary-key value of row ``index`` of ``batch``: a scalar for a one-column key, a tuple for
+    a composite key, the row number within the batch when the table has no key."""
+    if not spec.primary_key:
+        return {"row_in_batch": index}
+    names = batch.schema.names
+    values = tuple(batch.column(names.index(c))[index].as_py() for c in spec.primary_key if c in names)
+    return values[0] if len(values) == 1 else values

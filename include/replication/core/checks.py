@@ -15,21 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.replication.core.catalog import MAX_LENGTH, TableSpec
+from include.replication.core.batching import row_key
+from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, TableSpec
 from include.replication.core.dialect import Dialect, LengthUnit
 from include.replication.core.errors import DataError
+from include.replication.core.typemap import target_type
 
-__all__ = ["row_key", "check_batch"]
-
-
-def row_key(spec: TableSpec, batch: pa.RecordBatch, index: int) -> object:
-    """Primary-key value of row ``index`` of ``batch``: a scalar for a one-column key, a tuple for
-    a composite key, the row number within the batch when the table has no key."""
-    if not spec.primary_key:
-        return {"row_in_batch": index}
-    names = batch.schema.names
-    values = tuple(batch.column(names.index(c))[index].as_py() for c in spec.primary_key if c in names)
-    return values[0] if len(values) == 1 else values
+__all__ = ["check_batch", "check_temporal"]
 
 
 def _first_true(mask: pa.Array) -> int | None:
@@ -61,7 +53,8 @@ def check_batch(spec: TableSpec, batch: pa.RecordBatch, target: Dialect) -> None
     Checks: text longer than the column's declared length, counted in the target's
     ``Dialect.length_unit`` (code points for PostgreSQL, UTF-16 code units for SQL Server
     ``nchar``/``nvarchar``); a NUL character in text when the target's
-    ``Dialect.text_allows_nul`` is False (PostgreSQL text cannot hold U+0000).
+    ``Dialect.text_allows_nul`` is False (PostgreSQL text cannot hold U+0000); dates and
+    timestamps outside the target type's range or finer than it keeps (:func:`check_temporal`).
 
     Args:
         spec: the table (declared lengths come from its columns).
@@ -78,6 +71,9 @@ def check_batch(spec: TableSpec, batch: pa.RecordBatch, target: Dialect) -> None
         if col.name not in names:
             continue
         arr = batch.column(names.index(col.name))
+        if pa.types.is_timestamp(arr.type) or pa.types.is_date32(arr.type):
+            check_temporal(spec, col, arr, batch, target)
+            continue
         if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
             continue
         if len(arr) == 0:
@@ -104,3 +100,95 @@ def check_batch(spec: TableSpec, batch: pa.RecordBatch, target: Dialect) -> None
                     column=col.name,
                     key=row_key(spec, batch, idx),
                 )
+
+
+def _shown(value: int, unit: str) -> str:
+    """A microsecond (or day) count since 1970 as ISO text, years outside 1..9999 included."""
+    days, us = (value, 0) if unit == "day" else divmod(value, 86_400_000_000)
+    y, m, d = _civil(days)
+    if unit == "day":
+        return f"{y:04d}-{m:02d}-{d:02d}"
+    secs, frac = divmod(us, 1_000_000)
+    return f"{y:04d}-{m:02d}-{d:02d} {secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.{frac:06d}"
+
+
+def _civil(days: int) -> tuple[int, int, int]:
+    """Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (any year; H. Hinnant's
+    ``civil_from_days``, https://howardhinnant.github.io/date_algorithms.html)."""
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (m <= 2), m, d
+
+
+def check_temporal(spec: TableSpec, col: ColumnSpec, arr: pa.Array, batch: pa.RecordBatch, target: Dialect) -> None:
+    """Check a date or timestamp column against the target type's range and precision.
+
+    The target type is the mapped DDL (``typemap.target_type``); its limits come from
+    ``Dialect.temporal_limits`` (range, SQL Server ``datetime``'s 1/300 s ticks, ``smalldatetime``'s
+    minutes) and its declared fractional digits ``(p)`` (``timestamp(3)`` keeps milliseconds). A
+    value the target would reject, or silently round, fails here, before anything is written.
+
+    Args:
+        spec: the table.
+        col: the column.
+        arr: its values (``timestamp[us]`` with or without time zone, or ``date32``).
+        batch: the batch, for the row key.
+        target: the target's Dialect record.
+
+    Raises:
+        DataError: the first offending value, naming table, column, key and the type's limits.
+    """
+    if arr.null_count == len(arr):
+        return
+    ddl = target_type(spec, col, target)
+    base = ddl.split("(")[0].strip()
+    limits = target.temporal_limits.get(base)
+    is_date = pa.types.is_date32(arr.type)
+    if is_date:
+        values = arr.cast(pa.int32()).cast(pa.int64())
+    else:
+        if arr.type.unit != "us":
+            arr = arr.cast(pa.timestamp("us", arr.type.tz))
+        values = arr.cast(pa.int64())
+    unit = "day" if is_date else "us"
+    if limits is not None and limits.unit == unit:
+        bounds = pc.min_max(values).as_py()
+        if bounds["min"] < limits.minimum or bounds["max"] > limits.maximum:
+            bad = pc.or_(pc.less(values, limits.minimum), pc.greater(values, limits.maximum))
+            idx = _first_true(pc.fill_null(bad, False))
+            assert idx is not None
+            raise DataError(
+                f"value {_shown(values[idx].as_py(), unit)} is outside {target.name} {ddl}'s range "
+                f"{_shown(limits.minimum, unit)} to {_shown(limits.maximum, unit)}",
+                table=spec.qualified_name, column=col.name, key=row_key(spec, batch, idx),
+            )
+    if is_date:
+        return
+    step = limits.step_us if limits is not None else 1
+    digits = ddl.split("(")[1].rstrip(")") if "(" in ddl else ""
+    if digits.isdigit() and int(digits) < 6:
+        step = max(step, 10 ** (6 - int(digits)))
+    grid = limits is not None and limits.ms_last_digits is not None
+    if step == 1 and not grid:
+        return
+    v = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)  # int64: exact integer arithmetic
+    off = np.mod(v, step) != 0
+    if grid:
+        assert limits is not None and limits.ms_last_digits is not None
+        off |= ~np.isin(np.mod(v // 1000, 10), sorted(limits.ms_last_digits))
+    off &= arr.is_valid().to_numpy(zero_copy_only=False)
+    hits = np.flatnonzero(off)
+    idx = int(hits[0]) if hits.size else None
+    if idx is not None:
+        what = "1/300 s ticks (milliseconds ending in 0, 3 or 7)" if grid else f"multiples of {step} microseconds"
+        raise DataError(
+            f"value {_shown(values[idx].as_py(), unit)} is finer than {target.name} {ddl} keeps ({what}); "
+            "it would be rounded",
+            table=spec.qualified_name, column=col.name, key=row_key(spec, batch, idx),
+        )

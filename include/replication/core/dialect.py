@@ -12,12 +12,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Dialect", "LengthUnit"]
+__all__ = ["Dialect", "LengthUnit", "TemporalLimits"]
 
 LengthUnit = Literal["code_points", "utf16"]
 """How a dialect counts the declared length of a text column: Unicode code points (PostgreSQL
 ``varchar(n)``) or UTF-16 code units (SQL Server ``nvarchar(n)``: a character above U+FFFF
 takes two)."""
+
+
+@dataclass(frozen=True)
+class TemporalLimits:
+    """The values a date or time type of a dialect holds exactly.
+
+    Attributes:
+        minimum: smallest value: microseconds since 1970-01-01 (timestamps) or days (dates).
+        maximum: largest value, same unit.
+        unit: ``us`` (timestamp columns) or ``day`` (date columns).
+        step_us: values must be multiples of this many microseconds (1 = any; SQL Server
+            ``smalldatetime`` keeps whole minutes: 60,000,000); a declared fractional precision
+            ``(p)`` below 6 adds its own step.
+        ms_last_digits: SQL Server ``datetime`` stores 1/300 s ticks, shown as milliseconds ending
+            in 0, 3 or 7; any other millisecond (or a sub-millisecond part) would be rounded.
+    """
+
+    minimum: int
+    maximum: int
+    unit: Literal["us", "day"] = "us"
+    step_us: int = 1
+    ms_last_digits: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,9 @@ class Dialect:
             dialect is case-sensitive anyway.
         count_expression: the exact row count aggregate (``count(*)``; SQL Server's
             ``COUNT_BIG(*)`` does not overflow at 2^31 rows).
+        temporal_limits: target DDL base type (``datetime``, ``timestamp``, ``date``) -> the
+            values it holds exactly (:class:`TemporalLimits`); checked on every batch before it is
+            written, so a value the type would reject or round fails with table, column and key.
     """
 
     name: str
@@ -76,6 +101,7 @@ class Dialect:
     case_sensitive_text: bool = True
     case_sensitive_collation: str | None = None
     count_expression: str = "count(*)"
+    temporal_limits: Mapping[str, TemporalLimits] = field(default_factory=dict)
 
     def quote(self, name: str) -> str:
         """Quote one identifier: ``"a""b"`` (PostgreSQL) or ``[a]]b]`` (SQL Server)."""

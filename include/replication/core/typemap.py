@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from include.replication.core.batching import row_key
 from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, TableSpec
-from include.replication.core.checks import row_key
 from include.replication.core.dialect import Dialect
 from include.replication.core.errors import DataError, UnsupportedTypeError
 

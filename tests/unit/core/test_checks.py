@@ -7,8 +7,9 @@ from dataclasses import replace
 import pyarrow as pa
 import pytest
 
+from include.replication.core.batching import row_key
 from include.replication.core.catalog import ColumnSpec, TableSpec
-from include.replication.core.checks import check_batch, row_key
+from include.replication.core.checks import check_batch
 from include.replication.core.errors import DataError
 from include.replication.dialects.mssql.dialect import MSSQL
 from include.replication.dialects.postgres.dialect import POSTGRES
@@ -98,3 +99,68 @@ def test_row_key_shapes():
     assert row_key(composite, data, 0) == (10, "a")
     keyless = TableSpec(name="T", columns=SPEC.columns)
     assert row_key(keyless, data, 1) == {"row_in_batch": 1}
+
+
+TIMESTAMP_US = pa.timestamp("us")
+
+
+def _ts_batch(spec, values, typ=TIMESTAMP_US):
+    return pa.RecordBatch.from_arrays([pa.array(range(1, len(values) + 1), pa.int32()), pa.array(values, typ)],
+                                      schema=pa.schema([pa.field("Id", pa.int32(), nullable=False), pa.field("d", typ)]))
+
+
+def _spec(source_type, dialect, precision=None):
+    return TableSpec("T", (ColumnSpec("Id", "int" if dialect == "mssql" else "integer", nullable=False),
+                           ColumnSpec("d", source_type, precision=precision)), primary_key=("Id",), dialect=dialect)
+
+
+def test_datetime_range_and_ticks_for_a_sql_server_datetime_target():
+    import datetime as dt
+
+    spec = _spec("datetime", "mssql")
+    check_batch(spec, _ts_batch(spec, [dt.datetime(1753, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 997000),
+                                       dt.datetime(2010, 5, 6, 7, 8, 9, 3000), None]), MSSQL)
+    with pytest.raises(DataError) as info:
+        check_batch(spec, _ts_batch(spec, [dt.datetime(2001, 1, 1), dt.datetime(1700, 1, 1)]), MSSQL)
+    assert (info.value.column, info.value.key) == ("d", 2)
+    assert "1700-01-01 00:00:00.000000 is outside mssql datetime's range 1753-01-01" in str(info.value)
+    for finer in (dt.datetime(2020, 1, 1, 0, 0, 0, 1500), dt.datetime(2020, 1, 1, 0, 0, 0, 998000)):
+        with pytest.raises(DataError, match="finer than mssql datetime keeps.*1/300 s ticks") as info:
+            check_batch(spec, _ts_batch(spec, [finer]), MSSQL)
+        assert info.value.key == 1
+    small = _spec("smalldatetime", "mssql")
+    check_batch(small, _ts_batch(small, [dt.datetime(2079, 6, 6, 23, 59)]), MSSQL)
+    with pytest.raises(DataError, match="finer than mssql smalldatetime"):
+        check_batch(small, _ts_batch(small, [dt.datetime(2000, 1, 1, 0, 0, 30)]), MSSQL)
+    with pytest.raises(DataError, match="outside mssql smalldatetime's range"):
+        check_batch(small, _ts_batch(small, [dt.datetime(2079, 6, 7)]), MSSQL)
+
+
+def test_timestamp_precision_and_range_for_a_postgres_target():
+    import datetime as dt
+
+    ms = _spec("timestamp without time zone", "postgresql", precision=3)
+    check_batch(ms, _ts_batch(ms, [dt.datetime(2020, 1, 1, 0, 0, 0, 123000)]), POSTGRES)
+    with pytest.raises(DataError, match=r"finer than postgresql timestamp\(3\) keeps \(multiples of 1000"):
+        check_batch(ms, _ts_batch(ms, [dt.datetime(2020, 1, 1, 0, 0, 0, 123400)]), POSTGRES)
+    us = _spec("timestamp without time zone", "postgresql", precision=6)
+    check_batch(us, _ts_batch(us, [dt.datetime(2020, 1, 1, 0, 0, 0, 123456)]), POSTGRES)
+    # a year before 4713 BC: Arrow holds it, PostgreSQL (and ADBC's COPY encoder) cannot
+    early = pa.array([-(10**18)], pa.int64()).cast(pa.timestamp("us"))
+    with pytest.raises(DataError, match="outside postgresql timestamp\\(6\\)'s range -4713-11-24"):
+        check_batch(us, _ts_batch(us, early), POSTGRES)
+    day = _spec("date", "postgresql")
+    late = pa.array([2_145_042_906], pa.int32()).cast(pa.date32())
+    with pytest.raises(DataError, match="outside postgresql date's range .* to 5874897-12-31"):
+        check_batch(day, _ts_batch(day, late, pa.date32()), POSTGRES)
+    check_batch(day, _ts_batch(day, pa.array([2_145_042_905, None], pa.int32()).cast(pa.date32()), pa.date32()), POSTGRES)
+
+
+def test_postgres_timestamp_into_sql_server_datetime2_range():
+    import datetime as dt
+
+    spec = _spec("timestamp without time zone", "postgresql", precision=6)
+    check_batch(spec, _ts_batch(spec, [dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)]), MSSQL)
+    year_10000 = pa.array([253_402_300_800_000_000], pa.int64()).cast(pa.timestamp("us"))
+    with pytest.raises(DataError, match="10000-01-01 00:00:00.000000 is outside mssql datetime2\\(6\\)'s range"):
+        check_batch(spec, _ts_batch(spec, year_10000), MSSQL)

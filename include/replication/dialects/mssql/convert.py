@@ -48,8 +48,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from include.replication.core.batching import row_key
 from include.replication.core.catalog import TableSpec
-from include.replication.core.checks import row_key
 from include.replication.core.errors import ConfigurationError, DataError
 from include.replication.core.typemap import arrow_schema, target_type
 from include.replication.dialects.mssql.dialect import MSSQL

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from include.replication.core.dialect import Dialect
+from include.replication.core.dialect import Dialect, TemporalLimits
 
 __all__ = ["MSSQL", "MSSQL_OPTION_NAMES", "MSSQL_CASE_SENSITIVE_COLLATION"]
 
@@ -17,6 +17,20 @@ collations say so (case, accents and supplementary characters all distinct; ling
 collations without ``_SC`` give many supplementary characters no weight, so distinct emoji keys
 could collide). It exists on SQL Server 2008 and later and on Babelfish, which lacks the
 ``_SC_UTF8`` collations (measured: ``sys.fn_helpcollations()``)."""
+
+_DATETIME2 = TemporalLimits(-62_135_596_800_000_000, 253_402_300_799_999_999)
+"""datetime2 / datetimeoffset (written in UTC): 0001-01-01 to 9999-12-31 23:59:59.9999999."""
+_TEMPORAL = {
+    "datetime2": _DATETIME2,
+    "datetimeoffset": _DATETIME2,
+    # 1753-01-01 to 9999-12-31 23:59:59.997 in 1/300 s ticks
+    "datetime": TemporalLimits(-6_847_804_800_000_000, 253_402_300_799_997_000, step_us=1000,
+                               ms_last_digits=frozenset({0, 3, 7})),
+    # 1900-01-01 to 2079-06-06 23:59, whole minutes
+    "smalldatetime": TemporalLimits(-2_208_988_800_000_000, 3_453_321_540_000_000, step_us=60_000_000),
+    "date": TemporalLimits(-719_162, 2_932_896, unit="day"),  # 0001-01-01 to 9999-12-31
+}
+"""Ranges and precision of SQL Server's date/time types (SQL Server "Date and time types")."""
 
 MSSQL = Dialect(
     name="mssql",
@@ -46,6 +60,7 @@ MSSQL = Dialect(
     case_sensitive_text=False,
     case_sensitive_collation=MSSQL_CASE_SENSITIVE_COLLATION,
     count_expression="COUNT_BIG(*)",
+    temporal_limits=_TEMPORAL,
 )
 """SQL Server: bracketed names, ``dbo``, 7 fractional digits, lengths in UTF-16 code units,
 ``IDENTITY(seed, increment)``, clustered primary keys."""
