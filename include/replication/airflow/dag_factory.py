@@ -42,6 +42,11 @@ DEFAULT_PARAMS: dict[str, Param] = {
         description="Copy each table as this many primary-key ranges at once (single integer key); the "
         "memory budget is shared between them.",
     ),
+    "sqlserver_write_method": Param(
+        "executemany", type="string", enum=["executemany", "bulk_copy"],
+        description="How a SQL Server target receives rows: chunked multi-row INSERT (executemany) or the "
+        "TDS bulk-load protocol (bulk_copy, python-tds; 6 fractional digits for datetime2).",
+    ),
     "spill_root": Param(
         "", type="string",
         description=f"Directory for spill files; empty = ${DEFAULT_SPILL_ROOT_ENV} or the system temp dir.",

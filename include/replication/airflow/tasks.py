@@ -8,6 +8,7 @@ returns plain dicts (XCom-serialisable). Permanent errors (``retryable = False``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from include.replication.core.errors import ReplicationError
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
 from include.replication.core.validate import compare_counts, format_count_table
+from include.replication.dialects.base import dialect
 from include.replication.dialects.registry import open_source, open_target
 
 __all__ = ["plan_tables", "copy_one_table", "validate_tables", "summarise", "fail_fast"]
@@ -53,8 +55,18 @@ def fail_fast() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _resolve(conn_or_endpoint: str | Endpoint) -> Endpoint:
-    return conn_or_endpoint if isinstance(conn_or_endpoint, Endpoint) else endpoint_from_airflow(conn_or_endpoint)
+PARAM_OPTIONS = {"sqlserver_write_method": "write_method"}
+"""DAG param -> the connection option it sets on every endpoint whose dialect takes that option."""
+
+
+def _resolve(conn_or_endpoint: str | Endpoint, params: Mapping[str, Any] | None = None) -> Endpoint:
+    """The endpoint of a connection id (or the endpoint itself), with the DAG params that are
+    connection options of its dialect (``write_method`` for SQL Server) applied by name."""
+    endpoint = conn_or_endpoint if isinstance(conn_or_endpoint, Endpoint) else endpoint_from_airflow(conn_or_endpoint)
+    chosen = {name: str(params[key]) for key, name in PARAM_OPTIONS.items()
+              if params and params.get(key) and name in dialect(endpoint.dialect).option_names}
+    return dataclasses.replace(endpoint, options={**endpoint.options, **chosen}) if chosen else endpoint
+
 
 
 def plan_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str] | None) -> list[str]:
@@ -104,7 +116,7 @@ def copy_one_table(
         ReplicationError: a retryable error (lost connection).
     """
     settings = CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label)
-    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
+    with fail_fast(), _opened(_resolve(source), _resolve(target, params)) as (src, tgt):
         spec = src.describe(table)
         try:
             result = copy_table(src, tgt, spec, settings)

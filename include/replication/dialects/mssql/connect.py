@@ -8,7 +8,11 @@ from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError
 from include.replication.dialects.mssql.dialect import MSSQL
 
-__all__ = ["DEFAULT_TDS_VERSION", "connect_arguments", "connect_mssql"]
+__all__ = ["DEFAULT_TDS_VERSION", "WRITE_METHODS", "connect_arguments", "connect_mssql", "connect_pytds", "write_method"]
+
+WRITE_METHODS = ("executemany", "bulk_copy")
+"""How the SQL Server writer sends rows: chunked multi-row INSERT through pymssql (the default), or
+the TDS bulk-load protocol through python-tds (:mod:`include.replication.dialects.mssql.bulk`)."""
 
 DEFAULT_TDS_VERSION = "7.4"
 """TDS protocol version asked for unless the connection says otherwise: 7.4 (SQL Server 2012 and
@@ -64,6 +68,7 @@ def connect_arguments(endpoint: Endpoint, *, autocommit: bool = False, database:
     for name in ("appname", "encryption"):
         if name in opts:
             kwargs[name] = opts[name]
+    write_method(endpoint)  # validated with the other options
     unknown = set(opts) - set(MSSQL.option_names)
     if unknown:  # Endpoint builders keep only known names; a hand-made Endpoint may not
         raise ConfigurationError(f"unknown SQL Server connection options {sorted(unknown)}; known: {list(MSSQL.option_names)}")
@@ -84,3 +89,37 @@ def connect_mssql(endpoint: Endpoint, *, autocommit: bool = False, database: str
     import pymssql
 
     return pymssql.connect(**connect_arguments(endpoint, autocommit=autocommit, database=database))
+
+
+def write_method(endpoint: Endpoint) -> str:
+    """The endpoint's ``write_method`` option (:data:`WRITE_METHODS`), default ``executemany``.
+
+    Raises:
+        ConfigurationError: an unknown method.
+    """
+    method = endpoint.options.get("write_method", WRITE_METHODS[0])
+    if method not in WRITE_METHODS:
+        raise ConfigurationError(f"write_method must be one of {list(WRITE_METHODS)}, got {method!r}")
+    return method
+
+
+def connect_pytds(endpoint: Endpoint, *, database: str | None = None) -> Any:
+    """Open a python-tds connection in autocommit mode (transactions are explicit), for the bulk-load
+    writer; the caller owns and closes it. Options as :func:`connect_arguments` (``timeout``,
+    ``login_timeout``, ``appname``); TDS 7.4.
+
+    Raises:
+        ConfigurationError: an unusable option.
+        Exception: whatever ``pytds.connect`` raises (callers wrap it without the password).
+    """
+    import pytds
+
+    args = connect_arguments(endpoint, autocommit=True, database=database)
+    kwargs: dict[str, Any] = {
+        "server": args["server"], "port": int(args["port"]), "database": args["database"],
+        "user": args["user"], "password": args["password"], "autocommit": True,
+    }
+    for name in ("login_timeout", "timeout", "appname"):
+        if name in args:
+            kwargs[name] = args[name]
+    return pytds.connect(**kwargs)

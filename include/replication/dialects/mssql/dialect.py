@@ -6,9 +6,12 @@ from include.replication.core.dialect import Dialect, TemporalLimits
 
 __all__ = ["MSSQL", "MSSQL_OPTION_NAMES", "MSSQL_CASE_SENSITIVE_COLLATION"]
 
-MSSQL_OPTION_NAMES = ("tds_version", "login_timeout", "timeout", "appname", "encryption", "charset", "statement_mib")
+MSSQL_OPTION_NAMES = (
+    "tds_version", "login_timeout", "timeout", "appname", "encryption", "charset", "statement_mib", "write_method",
+)
 """Connection extras read by name: pymssql ``connect`` arguments (``charset`` must be UTF-8, the
-reader relies on it) and the writer's ``statement_mib`` (SQL text per INSERT, MiB)."""
+reader relies on it), the writer's ``statement_mib`` (SQL text per INSERT, MiB) and
+``write_method`` (``executemany`` or ``bulk_copy``)."""
 
 MSSQL_CASE_SENSITIVE_COLLATION = "Latin1_General_100_BIN2"
 """Collation of SQL Server text columns copied from a case-sensitive source such as PostgreSQL:

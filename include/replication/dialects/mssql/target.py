@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from include.replication.core.catalog import TableSpec
 from include.replication.core.checks import check_batch
@@ -38,7 +39,8 @@ from include.replication.core.errors import ConfigurationError, ReplicationError
 from include.replication.core.keyranges import KeyRange, range_predicate
 from include.replication.core.protocols import Closing
 from include.replication.dialects.base import dialect as dialect_named
-from include.replication.dialects.mssql.connect import connect_mssql
+from include.replication.dialects.mssql.bulk import bulk_columns, write_rows_bulk
+from include.replication.dialects.mssql.connect import connect_mssql, connect_pytds, write_method
 from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
 from include.replication.dialects.mssql.dialect import MSSQL
 
@@ -211,6 +213,8 @@ class MssqlTarget(Closing):
         if statement_mib <= 0:
             raise ConfigurationError(f"statement_mib must be > 0, got {statement_mib}")
         self.statement_bytes = int(statement_mib * MiB)
+        self.write_method = write_method(endpoint)
+        self._written_ids: tuple[int, int] | None = None
         self._database_checked = False
         self._identity_on: str | None = None
         self._conn: Any = None
@@ -224,7 +228,10 @@ class MssqlTarget(Closing):
         if self._conn is None:
             self._ensure_database()
             try:
-                conn = connect_mssql(self.endpoint, autocommit=True)
+                if self.write_method == "bulk_copy":
+                    conn = connect_pytds(self.endpoint)
+                else:
+                    conn = connect_mssql(self.endpoint, autocommit=True)
             except Exception as exc:
                 raise TargetError(f"cannot connect to {self.endpoint.describe()}: {exc}") from exc
             try:
@@ -385,18 +392,30 @@ class MssqlTarget(Closing):
         """
         started = time.monotonic()
         rows = 0
+        columns = bulk_columns(spec) if self.write_method == "bulk_copy" else None
+        identity = spec.identity.column if spec.identity is not None else None
+        lo: int | None = None
+        hi: int | None = None
         cur = self._connection().cursor()
         try:
             for batch in batches:
                 try:
-                    rows += write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
+                    if columns is not None:
+                        rows += write_rows_bulk(cur, spec, batch, schema=self.schema, columns=columns)
+                        if identity is not None and batch.num_rows:
+                            bounds = pc.min_max(batch.column(identity)).as_py()
+                            lo = bounds["min"] if lo is None else min(lo, bounds["min"])
+                            hi = bounds["max"] if hi is None else max(hi, bounds["max"])
+                    else:
+                        rows += write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
                 except ReplicationError:
                     raise
                 except Exception as exc:
-                    raise TargetError(f"INSERT failed: {exc}", table=spec.qualified_name) from exc
+                    raise TargetError(f"{'bulk load' if columns else 'INSERT'} failed: {exc}", table=spec.qualified_name) from exc
         finally:
             cur.close()
-        log.info("wrote %s: %d rows, %.2f s", spec.qualified_name, rows, time.monotonic() - started)
+        self._written_ids = (lo, hi) if lo is not None and hi is not None else None
+        log.info("wrote %s (%s): %d rows, %.2f s", spec.qualified_name, self.write_method, rows, time.monotonic() - started)
         return rows
 
     def commit_unit(self, spec: TableSpec, expected_rows: int, key_range: KeyRange | None = None) -> None:
@@ -418,6 +437,17 @@ class MssqlTarget(Closing):
                 f"target holds {count} rows after the load, expected {expected_rows}; rolled back",
                 table=spec.qualified_name,
             )
+        if self.write_method == "bulk_copy" and self._written_ids is not None and spec.identity is not None:
+            # INSERT BULK keeps identity values under SET IDENTITY_INSERT ON; check it did
+            col = MSSQL.quote(spec.identity.column)
+            where = f" WHERE {range_predicate(spec, key_range, MSSQL)}" if key_range is not None else ""
+            kept = tuple(self._run(f"SELECT MIN({col}), MAX({col}) FROM {self._name(spec)}{where}")[0])
+            if kept != self._written_ids:
+                self.rollback_unit()
+                raise ValidationError(
+                    f"the bulk load stored identity values {kept}, sent {self._written_ids}; rolled back "
+                    "(use write_method executemany)", table=spec.qualified_name,
+                )
         try:
             self._identity(spec, False)
             self._run("COMMIT TRANSACTION")
@@ -497,7 +527,10 @@ class MssqlTarget(Closing):
             cur = self._connection().cursor()
             try:
                 self._identity(spec, True)
-                write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
+                if self.write_method == "bulk_copy":
+                    write_rows_bulk(cur, spec, batch, schema=self.schema)
+                else:
+                    write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
                 self._identity(spec, False)
             finally:
                 cur.close()

@@ -8,6 +8,7 @@ sub-millisecond values (datetime ticks and datetime2 parameters), money extremes
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def _pg_table(local_pg, db: str, ddl: str, rows_sql: str) -> None:
         cur.execute(rows_sql)
 
 
-def _copy(source_ep, target_ep, table: str, tmp_path: Path):
+def _copy(source_ep, target_ep, table: str, tmp_path: Path, write_method: str = "executemany"):
+    target_ep = dataclasses.replace(target_ep, options={**target_ep.options, "write_method": write_method})
     with open_source(source_ep) as src, MssqlTarget(target_ep) as tgt:
         spec = src.describe(table)
         tgt.prepare_table(spec)
@@ -46,17 +48,19 @@ def _read(target_ep, table: str) -> list[dict]:
     return sorted(rows.to_pylist(), key=lambda r: r[spec.primary_key[0]])
 
 
-def test_supplementary_characters_count_two_utf16_units(local_pg, fresh_database, fresh_mssql_database, tmp_path):
+@pytest.mark.parametrize("write_method", ["executemany", "bulk_copy"])
+def test_supplementary_characters_count_two_utf16_units(local_pg, fresh_database, fresh_mssql_database, tmp_path,
+                                                        write_method):
     db = fresh_database("bad_sup")
     _pg_table(local_pg, db, 'CREATE TABLE "Tags" ("Id" integer PRIMARY KEY, "Name" varchar(2))',
               """INSERT INTO "Tags" VALUES (1, 'ab'), (2, '😀'), (3, 'é€')""")
     target = fresh_mssql_database("bad_sup")
-    result, _ = _copy(local_pg.endpoint(db), target, "Tags", tmp_path)
+    result, _ = _copy(local_pg.endpoint(db), target, "Tags", tmp_path, write_method)
     assert result.rows_written == 3
     assert [r["Name"] for r in _read(target, "Tags")] == ["ab", "😀", "é€"]  # one emoji = 2 of nvarchar(2)'s units
     _pg_table(local_pg, db, "SELECT 1", """INSERT INTO "Tags" VALUES (4, '😀😀')""")  # 2 code points, 4 units
     with pytest.raises(DataError) as info:
-        _copy(local_pg.endpoint(db), target, "Tags", tmp_path)
+        _copy(local_pg.endpoint(db), target, "Tags", tmp_path, write_method)
     assert (info.value.table, info.value.column, info.value.key) == ("public.Tags", "Name", 4)
     assert "4 characters exceeds the column length 2" in str(info.value)
     with MssqlTarget(target) as tgt:
@@ -110,13 +114,15 @@ def test_values_sql_server_datetime_cannot_hold(date, message, fresh_mssql_datab
         assert tgt.count_rows(spec) == 0
 
 
-def test_microseconds_and_money_extremes_copy_exactly(local_pg, fresh_database, fresh_mssql_database, tmp_path):
+@pytest.mark.parametrize("write_method", ["executemany", "bulk_copy"])
+def test_microseconds_and_money_extremes_copy_exactly(local_pg, fresh_database, fresh_mssql_database, tmp_path,
+                                                      write_method):
     db = fresh_database("bad_us")
     _pg_table(local_pg, db, 'CREATE TABLE "M" ("Id" integer PRIMARY KEY, "At" timestamp(6), "Amount" numeric(19,4))',
               """INSERT INTO "M" VALUES (1, '2020-01-01 00:00:00.123456', 922337203685477.5807),
                  (2, '0001-01-01 00:00:00.000001', -922337203685477.5808), (3, '9999-12-31 23:59:59.999999', 0)""")
     target = fresh_mssql_database("bad_us")
-    _copy(local_pg.endpoint(db), target, "M", tmp_path)
+    _copy(local_pg.endpoint(db), target, "M", tmp_path, write_method)
     with MssqlTarget(target) as tgt:
         rows = tgt.execute("SELECT [Id], CONVERT(varchar(27), [At], 121), [Amount] FROM [dbo].[M] ORDER BY [Id]")
     assert rows == [

@@ -4,6 +4,7 @@ the source, also when it spills and when it is retried after a failing range."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pyarrow as pa
@@ -35,9 +36,11 @@ def synthetic_mssql(mssql_server):
     return endpoint
 
 
-@pytest.mark.parametrize("budget_mib", [128, 2])
-def test_sqlserver_to_sqlserver_in_three_key_ranges(synthetic_mssql, fresh_mssql_database, tmp_path, caplog, budget_mib):
+@pytest.mark.parametrize(("budget_mib", "write_method"), [(128, "executemany"), (2, "executemany"), (2, "bulk_copy")])
+def test_sqlserver_to_sqlserver_in_three_key_ranges(synthetic_mssql, fresh_mssql_database, tmp_path, caplog, budget_mib,
+                                                    write_method):
     target = fresh_mssql_database("ranges_tgt")
+    target = dataclasses.replace(target, options={"write_method": write_method})
     settings = CopySettings(spill_root=tmp_path, parallel_ranges=3, memory_budget_bytes=budget_mib * MiB,
                             batch_bytes=64 * 1024)
     with open_source(synthetic_mssql) as src, open_target(target) as tgt, caplog.at_level("INFO"):
