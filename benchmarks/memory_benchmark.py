@@ -266,6 +266,7 @@ def child_copy(args: argparse.Namespace) -> Row:
                 overlap=args.overlap == "on",
                 run_id=f"{args.size_mb}MB-overlap-{args.overlap}",
                 label="membench",
+                load_mode="drop",  # into the prepared table: the buffer's memory is what is measured
             )
             obs_source, obs_target = _ObservedSource(source), _ObservedTarget(target)
             result = copy_table(obs_source, obs_target, spec, settings)  # type: ignore[arg-type]

@@ -39,8 +39,9 @@ def test_dag_rules(dagbag, dag_id):
     assert all(t.retries >= 2 for t in dag.tasks)
     assert dag.catchup is False
     assert dag.doc_md and "Airflow DAG" in dag.doc_md
-    assert {t.task_id for t in dag.tasks} == {"plan", "copy", "validate", "summary"}
-    assert dag.params["memory_budget_mib"] == 128
+    assert {t.task_id for t in dag.tasks} == {"plan", "copy", "validate", "summary", "cleanup"}
+    assert dag.task_dict["cleanup"].trigger_rule == "all_done"  # sweeps spill debris whatever the copies did
+    assert dag.params["memory_budget_mib"] == 128 and dag.params["load_mode"] == "swap"
 
 
 def test_connection_ids(dagbag):

@@ -1,4 +1,4 @@
-"""Build a replication DAG: plan -> copy (one mapped task per table) -> validate -> summary.
+"""Build a replication DAG: plan -> copy (one mapped task per table) -> validate -> summary -> cleanup.
 
 Both DAGs (``replicate_stackoverflow_to_postgres``, ``replicate_stackoverflow_to_target``) are this
 one shape with different connection ids, so the DAG files stay a few lines long. Parsing the DAG
@@ -16,6 +16,7 @@ from include.replication.core.config import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_MEMORY_BUDGET_MIB,
     DEFAULT_SPILL_ROOT_ENV,
+    LOAD_MODES,
     MAX_PARALLEL_RANGES,
 )
 
@@ -41,6 +42,12 @@ DEFAULT_PARAMS: dict[str, Param] = {
         1, type="integer", minimum=1, maximum=MAX_PARALLEL_RANGES,
         description="Copy each table as this many primary-key ranges at once (single integer key); the "
         "memory budget is shared between them.",
+    ),
+    "load_mode": Param(
+        "swap", type="string", enum=list(LOAD_MODES),
+        description="swap: load a staging copy, swap it in when it is complete and checked (readers keep the "
+        "previous replica until then); truncate: keep the existing table, grants and views, TRUNCATE and load "
+        "in one transaction; drop: drop and re-create the tables (a first load).",
     ),
     "sqlserver_write_method": Param(
         "executemany", type="string", enum=["executemany", "bulk_copy"],
@@ -86,7 +93,8 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
             from include.replication.airflow.tasks import plan_tables
 
             params = get_current_context()["params"]
-            return plan_tables(source_conn_id, target_conn_id, list(params.get("tables") or []))
+            return plan_tables(source_conn_id, target_conn_id, list(params.get("tables") or []),
+                               str(params.get("load_mode", "swap")))
 
         @task(map_index_template="{{ task.op_kwargs['table'] }}")
         def copy(table: str) -> dict[str, object]:
@@ -118,11 +126,19 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
 
             return summarise(counts, list(copies))
 
+        @task(trigger_rule="all_done")
+        def cleanup() -> list[str]:
+            """Remove the spill directories the run left behind (runs whatever the copies did)."""
+            from include.replication.airflow.tasks import sweep
+
+            ctx = get_current_context()
+            return sweep(ctx["params"], run_id=ctx["run_id"], label=dag_id)
+
         # TaskFlow calls return XComArgs that resolve at run time to the annotated types
         tables: Any = plan()
         copies: Any = copy.expand(table=tables)
         counts: Any = validate(tables)
         copies >> counts
-        summary(counts, copies)
+        summary(counts, copies) >> cleanup()
 
     return replication()

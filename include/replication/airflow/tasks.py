@@ -20,11 +20,12 @@ from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
+from include.replication.core.spill import sweep_run
 from include.replication.core.validate import compare_counts, format_count_table
 from include.replication.dialects.base import dialect
 from include.replication.dialects.registry import open_source, open_target
 
-__all__ = ["plan_tables", "copy_one_table", "validate_tables", "summarise", "fail_fast"]
+__all__ = ["plan_tables", "copy_one_table", "validate_tables", "summarise", "sweep", "fail_fast"]
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,19 @@ def _resolve(conn_or_endpoint: str | Endpoint, params: Mapping[str, Any] | None 
 
 
 
-def plan_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str] | None) -> list[str]:
-    """Prepare the target: read every source table's catalog (failing now on an unsupported type),
-    drop and re-create each target table without keys, and create the audit table.
+def plan_tables(
+    source: str | Endpoint, target: str | Endpoint, tables: list[str] | None, load_mode: str = "swap"
+) -> list[str]:
+    """Read every source table's catalog, failing now, before any table is touched, on a type the
+    type map cannot express exactly; create the audit table. Only the ``drop`` load mode drops
+    and re-creates the target tables here; ``swap`` and ``truncate`` leave them as they are until
+    each copy has its new rows ready.
 
     Args:
         source: source connection id (or endpoint).
         target: target connection id (or endpoint).
         tables: source table names; None or empty = every base table of the source schema.
+        load_mode: ``swap``, ``truncate`` or ``drop`` (:data:`core.config.LoadMode`).
 
     Returns:
         Table names, largest row estimate first (so the long copies start first).
@@ -88,8 +94,9 @@ def plan_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str
     with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
         names = list(tables) if tables else src.list_tables()
         specs = [src.describe(n) for n in names]
-        for spec in specs:
-            tgt.prepare_table(spec)
+        if load_mode == "drop":
+            for spec in specs:
+                tgt.prepare_table(spec)
         ensure_audit_table(tgt)
         ordered = sorted(specs, key=lambda s: (-s.row_estimate, s.name))
         log.info("planned %d tables: %s", len(ordered), ", ".join(f"{s.name} (~{s.row_estimate:,} rows)" for s in ordered))
@@ -116,16 +123,42 @@ def copy_one_table(
         ReplicationError: a retryable error (lost connection).
     """
     settings = CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label)
-    with fail_fast(), _opened(_resolve(source), _resolve(target, params)) as (src, tgt):
+    target_ep = _resolve(target, params)
+    with fail_fast(), _opened(_resolve(source), target_ep) as (src, tgt):
         spec = src.describe(table)
         try:
             result = copy_table(src, tgt, spec, settings)
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                write_audit(tgt, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}"))
+            _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}"))
             raise
         write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result))
         return result.as_dict()
+
+
+def _audit_failure(target: Target, endpoint: Endpoint, record: AuditRecord) -> None:
+    """Write a failed copy's audit row: on the copy's target connection, or, when that one died
+    with the copy, on a fresh one. Never raises (the copy's own error is what surfaces)."""
+    try:
+        write_audit(target, record)
+        return
+    except Exception:  # noqa: BLE001 - the connection may be what failed
+        log.info("audit on the copy's connection failed; writing it on a fresh connection", exc_info=True)
+    try:
+        with open_target(endpoint) as fresh:
+            write_audit(fresh, record)
+    except Exception:  # noqa: BLE001 - nothing left to try; the copy's error is raised by the caller
+        log.error("could not write the failed audit row of %s", record.table_name, exc_info=True)
+
+
+def sweep(params: Mapping[str, Any], *, run_id: str, label: str) -> list[str]:
+    """The DAG's final task (runs whatever the copies did): remove every spill directory the run
+    left behind (a copy killed by the OS cannot remove its own).
+
+    Returns:
+        Names of the directories removed.
+    """
+    settings = CopySettings.from_params(params, run_id=run_id, label=label)
+    return sweep_run(settings.spill_root, label, run_id)
 
 
 def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str]) -> list[dict[str, object]]:

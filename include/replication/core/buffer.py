@@ -206,7 +206,7 @@ class SpillingBuffer:
         self.compression = compression
         self.label = label
         root = Path(spill_root) if spill_root is not None else default_spill_root()
-        prefix = _SAFE.sub("_", attempt_id or label)[:80] + "-"
+        prefix = _SAFE.sub("_", attempt_id or label)[:200] + "-"
         try:
             root.mkdir(parents=True, exist_ok=True)
             self.spill_dir = Path(tempfile.mkdtemp(prefix=prefix, suffix="-" + uuid.uuid4().hex[:8], dir=root))

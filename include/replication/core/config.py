@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from include.replication.core.errors import ConfigurationError
 
@@ -21,6 +21,9 @@ __all__ = [
     "DEFAULT_MEMORY_BUDGET_MIB",
     "DEFAULT_BATCH_ROWS",
     "MAX_PARALLEL_RANGES",
+    "LoadMode",
+    "LOAD_MODES",
+    "DEFAULT_LOCK_WAIT_S",
     "CopySettings",
     "DEFAULT_SPILL_ROOT_ENV",
     "default_batch_bytes",
@@ -35,6 +38,13 @@ DEFAULT_BATCH_ROWS = 50_000
 """Default most rows per RecordBatch (bytes usually bound a batch first: :func:`default_batch_bytes`)."""
 MAX_PARALLEL_RANGES = 16
 """Most primary-key ranges one table is split into."""
+LoadMode = Literal["swap", "truncate", "drop"]
+"""How a copy replaces a table's rows (``pipeline.copy_table``): a staging copy swapped in (the
+default), TRUNCATE and load in one transaction into the existing table, or into a dropped and
+re-created table."""
+LOAD_MODES: tuple[str, ...] = get_args(LoadMode)
+DEFAULT_LOCK_WAIT_S = 60.0
+"""Seconds a copy waits for another copy of the same table to finish before failing (retryable)."""
 IN_FLIGHT_BATCHES = 12
 """Batches' worth of memory the copy stages hold outside the buffer (see ``buffer_budget_bytes``)."""
 DEFAULT_SPILL_ROOT_ENV = "STACKOVERFLOW_SPILL_ROOT"
@@ -76,6 +86,8 @@ class CopySettings:
             own reader, buffer (a share of the budget) and target connection; 1 = one stream.
             Needs a single integer primary key on a source and target that support key ranges;
             otherwise one stream is used.
+        load_mode: ``swap``, ``truncate`` or ``drop`` (:data:`LoadMode`).
+        lock_wait_s: seconds to wait for another copy of the same table (seconds).
     """
 
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_MIB * MiB
@@ -87,6 +99,8 @@ class CopySettings:
     attempt: int = 1
     label: str = "copy"
     parallel_ranges: int = 1
+    load_mode: LoadMode = "swap"
+    lock_wait_s: float = DEFAULT_LOCK_WAIT_S
 
     @property
     def buffer_budget_bytes(self) -> int:
@@ -109,6 +123,8 @@ class CopySettings:
             raise ConfigurationError(f"batch_rows must be positive, got {self.batch_rows}")
         if not 1 <= self.parallel_ranges <= MAX_PARALLEL_RANGES:
             raise ConfigurationError(f"parallel_ranges must be 1..{MAX_PARALLEL_RANGES}, got {self.parallel_ranges}")
+        if self.load_mode not in LOAD_MODES:
+            raise ConfigurationError(f"load_mode must be one of {list(LOAD_MODES)}, got {self.load_mode!r}")
         if self.batch_bytes < 64 * 1024:
             raise ConfigurationError(f"batch_bytes must be at least 64 KiB, got {self.batch_bytes}")
 
@@ -134,6 +150,9 @@ class CopySettings:
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"bad numeric DAG param: {exc}") from exc
         spill = params.get("spill_root") or None
+        load_mode = params.get("load_mode", "swap")
+        if load_mode not in LOAD_MODES:
+            raise ConfigurationError(f"load_mode must be one of {list(LOAD_MODES)}, got {load_mode!r}")
         return cls(
             memory_budget_bytes=budget,
             batch_rows=batch_rows,
@@ -143,4 +162,5 @@ class CopySettings:
             attempt=attempt,
             label=label,
             parallel_ranges=parallel,
+            load_mode=load_mode,
         )

@@ -13,6 +13,7 @@ from include.replication.core.keyranges import KeyRange, integer_key, range_pred
 from include.replication.core.typemap import target_type
 
 __all__ = [
+    "STAGE_SUFFIX",
     "build_keys_sql",
     "count_sql",
     "key_bounds_sql",
@@ -66,13 +67,27 @@ def create_table_sql(
     return f"CREATE TABLE {name} (\n    " + ",\n    ".join(cols) + "\n)"
 
 
-def primary_key_name(spec: TableSpec, table_name: str | None = None) -> str:
-    """The primary-key constraint name used in the target: the source's, else ``PK_<table>``."""
-    return spec.primary_key_name or f"PK_{table_name or spec.name}"
+STAGE_SUFFIX = "__stage"
+"""Appended to a table's name (and to its key names) for the staging copy a ``swap`` load fills."""
 
 
-def primary_key_sql(spec: TableSpec, target: Dialect, schema: str, *, table_name: str | None = None) -> str | None:
+def primary_key_name(spec: TableSpec, key_suffix: str = "") -> str:
+    """The primary-key constraint name used in the target: the source's, else ``PK_<table>``, plus
+    ``key_suffix`` (the staging copy's keys carry :data:`STAGE_SUFFIX` until the swap)."""
+    return (spec.primary_key_name or f"PK_{spec.name}") + key_suffix
+
+
+def primary_key_sql(
+    spec: TableSpec, target: Dialect, schema: str, *, table_name: str | None = None, key_suffix: str = ""
+) -> str | None:
     """``ALTER TABLE ... ADD CONSTRAINT ... PRIMARY KEY`` keeping the source's constraint name.
+
+    Args:
+        spec: the table.
+        target: the target's Dialect record.
+        schema: target schema.
+        table_name: the physical table (default ``spec.name``; the staging copy's name).
+        key_suffix: appended to the constraint name.
 
     Returns None when the table has no primary key.
     """
@@ -81,12 +96,14 @@ def primary_key_sql(spec: TableSpec, target: Dialect, schema: str, *, table_name
     tname = table_name or spec.name
     cols = ", ".join(target.quote(c) for c in spec.primary_key)
     return (
-        f"ALTER TABLE {target.qualified(schema, tname)} ADD CONSTRAINT {target.quote(primary_key_name(spec, tname))}"
+        f"ALTER TABLE {target.qualified(schema, tname)} ADD CONSTRAINT {target.quote(primary_key_name(spec, key_suffix))}"
         f" {target.primary_key_clause} ({cols})"
     )
 
 
-def drop_keys_sql(spec: TableSpec, target: Dialect, schema: str, *, table_name: str | None = None) -> list[str]:
+def drop_keys_sql(
+    spec: TableSpec, target: Dialect, schema: str, *, table_name: str | None = None, key_suffix: str = ""
+) -> list[str]:
     """Statements that drop the table's primary key and secondary indexes if they exist.
 
     A copy unit runs them before loading, so that a retry after ``finish_table`` (keys already
@@ -94,29 +111,33 @@ def drop_keys_sql(spec: TableSpec, target: Dialect, schema: str, *, table_name: 
     (``DROP CONSTRAINT IF EXISTS``, ``DROP INDEX IF EXISTS``) exist in PostgreSQL and in SQL Server
     2016 and later, and are transactional in both.
     """
-    tname = table_name or spec.name
-    table = target.qualified(schema, tname)
+    table = target.qualified(schema, table_name or spec.name)
     statements = []
     if spec.primary_key:
-        statements.append(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {target.quote(primary_key_name(spec, tname))}")
+        statements.append(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {target.quote(primary_key_name(spec, key_suffix))}")
     for ix in spec.indexes:
         statements.append(
-            target.drop_index_template.format(index=target.quote(ix.name), schema=target.quote(schema), table=table)
+            target.drop_index_template.format(index=target.quote(ix.name + key_suffix), schema=target.quote(schema), table=table)
         )
     return statements
 
 
-def index_sql(spec: TableSpec, index: IndexSpec, target: Dialect, schema: str, *, table_name: str | None = None) -> str:
+def index_sql(
+    spec: TableSpec, index: IndexSpec, target: Dialect, schema: str, *, table_name: str | None = None, key_suffix: str = ""
+) -> str:
     """``CREATE [UNIQUE] INDEX`` for one secondary index of ``spec``."""
     unique = "UNIQUE " if index.unique else ""
     cols = ", ".join(target.quote(c) for c in index.columns)
-    return f"CREATE {unique}INDEX {target.quote(index.name)} ON {target.qualified(schema, table_name or spec.name)} ({cols})"
+    return (f"CREATE {unique}INDEX {target.quote(index.name + key_suffix)} ON "
+            f"{target.qualified(schema, table_name or spec.name)} ({cols})")
 
 
-def build_keys_sql(spec: TableSpec, target: Dialect, schema: str, *, table_name: str | None = None) -> list[str]:
+def build_keys_sql(
+    spec: TableSpec, target: Dialect, schema: str, *, table_name: str | None = None, key_suffix: str = ""
+) -> list[str]:
     """What ``finish_table`` builds after the load, in order: the primary key, then each secondary index."""
-    pk = primary_key_sql(spec, target, schema, table_name=table_name)
-    indexes = [index_sql(spec, ix, target, schema, table_name=table_name) for ix in spec.indexes]
+    pk = primary_key_sql(spec, target, schema, table_name=table_name, key_suffix=key_suffix)
+    indexes = [index_sql(spec, ix, target, schema, table_name=table_name, key_suffix=key_suffix) for ix in spec.indexes]
     return ([pk] if pk else []) + indexes
 
 

@@ -17,6 +17,7 @@ from include.replication.core.config import CopySettings, MiB, default_batch_byt
 from include.replication.core.errors import ValidationError
 from include.replication.core.keyranges import KeyRange, integer_key, split_key_range
 from include.replication.core.protocols import Source, Target
+from include.replication.core.spill import attempt_id, remove_earlier_attempts
 from include.replication.core.transfer import TransferStats, transfer
 from include.replication.core.typemap import arrow_schema
 
@@ -59,41 +60,62 @@ class CopyResult:
 
 
 def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySettings) -> CopyResult:
-    """Copy one table: clear it in the target, stream every row through the buffer, check the
-    count, commit, then build the primary key and indexes and align the identity.
+    """Copy one table under its table lock, in the settings' load mode, so that a failure at any
+    point leaves the target no worse than before:
 
-    The target table must exist (``target.prepare_table``) before.
+    * ``swap`` (default): load a staging copy (every row through the SpillingBuffer, one
+      transaction per unit with its count check), build its keys, align its identity, then swap
+      it in with the live table in one short transaction. Until then readers see the previous
+      replica, unchanged, with its grants and views.
+    * ``truncate``: the existing table must have exactly the mapped columns; ``TRUNCATE``, load and
+      count check in one transaction, its keys, grants and views kept (one stream: key ranges would
+      commit separately).
+    * ``drop``: load into the table the caller created (``target.prepare_table``), then build keys.
 
     Args:
         source: open source.
-        target: open target.
+        target: open target (the live table's).
         spec: the table's catalog, read from ``source``.
-        settings: memory budget, batch sizes, spill root, overlap, run id and attempt.
+        settings: load mode, memory budget, batch sizes, spill root, overlap, run id and attempt.
 
     Returns:
-        The unit's figures.
+        The copy's figures.
 
     Raises:
         ReplicationError: the first real error of the reader or the writer (the unit is rolled
-            back, no reader thread and no spill directory are left behind).
+            back, no reader thread and no spill directory are left behind); ``TargetError`` when
+            another copy holds the table lock longer than ``settings.lock_wait_s``.
     """
     tune_allocators()
     log.info(
-        "copying %s (~%d rows): memory budget %d MiB (buffer %d MiB + batches in flight), batches of "
+        "copying %s (~%d rows) in load mode %s: memory budget %d MiB (buffer %d MiB + batches in flight), batches of "
         "%d KiB / %d rows, overlap %s, spill root %s",
-        spec.qualified_name, spec.row_estimate, settings.memory_budget_bytes >> 20, settings.buffer_budget_bytes >> 20,
-        settings.batch_bytes >> 10, settings.batch_rows, "on" if settings.overlap else "off", settings.spill_root,
+        spec.qualified_name, spec.row_estimate, settings.load_mode, settings.memory_budget_bytes >> 20,
+        settings.buffer_budget_bytes >> 20, settings.batch_bytes >> 10, settings.batch_rows,
+        "on" if settings.overlap else "off", settings.spill_root,
     )
     started = time.monotonic()
-    bounds = _range_bounds(source, target, spec, settings)
-    if bounds is None:
-        units = [_copy_unit(source, target, spec, settings, None, spec.name, "")]
-    else:
-        units = _copy_key_ranges(source, target, spec, settings, bounds)
-    target.finish_table(spec)
+    remove_earlier_attempts(settings.spill_root, settings.label, settings.run_id, spec.name, settings.attempt)
+    holder = f"replication {settings.label} run {settings.run_id} try {settings.attempt}"
+    with target.lock_table(spec, holder, settings.lock_wait_s):
+        if settings.load_mode == "swap":
+            with target.stage(spec) as stage:
+                try:
+                    stage.prepare_table(spec)
+                    units = _load(source, stage, spec, settings, keep_keys=False)
+                    stage.finish_table(spec)
+                    target.swap_in(spec)
+                except BaseException:
+                    stage.discard(spec)  # the live table was never touched; leave no staging copy behind
+                    raise
+        elif settings.load_mode == "truncate":
+            target.check_table(spec)
+            units = _load(source, target, spec, replace(settings, parallel_ranges=1), keep_keys=True)
+            target.finish_table(spec, build_keys=False)
+        else:
+            units = _load(source, target, spec, settings, keep_keys=False)
+            target.finish_table(spec)
     rows = sum(u.rows for u in units)
-    if len(units) > 1 and (total := target.count_rows(spec)) != rows:
-        raise ValidationError(f"target holds {total} rows after the key-range copy, read {rows}", table=spec.qualified_name)
     result = CopyResult(
         table=spec.name,
         rows_read=rows,
@@ -107,23 +129,36 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
         seconds=time.monotonic() - started,
     )
     log.info(
-        "copied %s in %d unit(s): %d rows, %d bytes, %d batches, %d spill files (%d bytes), high-water %d bytes, "
+        "copied %s (%s) in %d unit(s): %d rows, %d bytes, %d batches, %d spill files (%d bytes), high-water %d bytes, "
         "peak RSS %d bytes, %.2f s",
-        spec.qualified_name, len(units), result.rows_written, result.bytes, result.batches, result.spill_files,
-        result.spill_bytes, result.high_water_bytes, result.peak_rss_bytes, result.seconds,
+        spec.qualified_name, settings.load_mode, len(units), result.rows_written, result.bytes, result.batches,
+        result.spill_files, result.spill_bytes, result.high_water_bytes, result.peak_rss_bytes, result.seconds,
     )
     return result
 
 
+def _load(source: Source, target: Target, spec: TableSpec, settings: CopySettings, *, keep_keys: bool) -> list[TransferStats]:
+    """Every row of ``spec`` into ``target``'s table: one unit, or parallel key ranges whose total
+    count is checked against the rows read."""
+    bounds = _range_bounds(source, target, spec, settings)
+    if bounds is None:
+        return [_copy_unit(source, target, spec, settings, None, spec.name, "", keep_keys=keep_keys)]
+    units = _copy_key_ranges(source, target, spec, settings, bounds)
+    rows = sum(u.rows for u in units)
+    if (total := target.count_rows(spec)) != rows:
+        raise ValidationError(f"target holds {total} rows after the key-range copy, read {rows}", table=spec.qualified_name)
+    return units
+
+
 def _copy_unit(
     source: Source, target: Target, spec: TableSpec, settings: CopySettings,
-    key_range: KeyRange | None, label: str, suffix: str,
+    key_range: KeyRange | None, label: str, suffix: str, *, keep_keys: bool = False,
 ) -> TransferStats:
     """One copy unit in one target transaction: clear the unit's rows (the table, or exactly its
     key range), stream the rows through a SpillingBuffer, check the count, commit; roll back on
     any error (the first real one is raised)."""
     reader = source.read_batches(spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes, key_range=key_range)
-    target.begin_unit(spec, key_range)
+    target.begin_unit(spec, key_range, keep_keys=keep_keys)
     try:
         stats = transfer(
             reader,
@@ -132,7 +167,7 @@ def _copy_unit(
             budget_bytes=settings.buffer_budget_bytes,
             spill_root=settings.spill_root,
             label=label,
-            attempt_id=f"{settings.label}-{settings.run_id}-try{settings.attempt}{suffix}",
+            attempt_id=attempt_id(settings.label, settings.run_id, spec.name, settings.attempt, suffix),
             overlap=settings.overlap,
             estimated_rows=(spec.row_estimate or None) if key_range is None else None,
         )

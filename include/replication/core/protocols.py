@@ -21,6 +21,7 @@ say ``key_ranges``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -130,9 +131,10 @@ class Target(Protocol):
         """Drop the table's keys and indexes if built, empty it, and commit (before parallel ranges)."""
         ...
 
-    def begin_unit(self, spec: TableSpec, key_range: KeyRange | None = None) -> None:
-        """Open the unit's transaction and remove every row the unit will write (the whole table,
-        or exactly ``key_range``)."""
+    def begin_unit(self, spec: TableSpec, key_range: KeyRange | None = None, *, keep_keys: bool = False) -> None:
+        """Open the unit's transaction, take the unit lock, and remove every row the unit will
+        write (the whole table, or exactly ``key_range``). Keys an earlier attempt built are dropped
+        first unless ``keep_keys`` (the ``truncate`` load mode keeps the existing table's)."""
         ...
 
     def write_batches(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
@@ -152,8 +154,33 @@ class Target(Protocol):
         """Roll back the open unit, if any. Never raises for a broken connection."""
         ...
 
-    def finish_table(self, spec: TableSpec) -> None:
-        """Build the primary key and secondary indexes, align the identity / sequence to max(Id)."""
+    def finish_table(self, spec: TableSpec, *, build_keys: bool = True) -> None:
+        """Build the primary key and secondary indexes (unless ``build_keys`` is False), align the
+        identity / sequence to max(Id)."""
+        ...
+
+    def stage(self, spec: TableSpec) -> Target:
+        """A target on its own connection that writes the staging copy of ``spec`` (the ``swap``
+        load mode: loaded, keyed and counted before :meth:`swap_in` replaces the live table)."""
+        ...
+
+    def discard(self, spec: TableSpec) -> None:
+        """Drop this target's physical table of ``spec`` (a failed staging copy); never raises."""
+        ...
+
+    def swap_in(self, spec: TableSpec) -> None:
+        """In one short transaction, replace the live table by its staging copy, keeping what the
+        target can keep of the live table's grants and views; on failure the live table stays."""
+        ...
+
+    def check_table(self, spec: TableSpec) -> None:
+        """Fail (``ConfigurationError``) unless the live table exists with exactly the mapped columns
+        (the ``truncate`` load mode writes into it as it is)."""
+        ...
+
+    def lock_table(self, spec: TableSpec, holder: str, wait_s: float = 60.0) -> AbstractContextManager[None]:
+        """Hold the table lock for a whole copy of ``spec`` (see :mod:`core.locks`); ``holder`` names
+        this copy to a waiting one. Raises ``TargetError`` (retryable) when still held after ``wait_s``."""
         ...
 
     def count_rows(self, spec: TableSpec) -> int:

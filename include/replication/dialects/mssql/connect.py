@@ -8,7 +8,7 @@ from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError
 from include.replication.dialects.mssql.dialect import MSSQL
 
-__all__ = ["DEFAULT_TDS_VERSION", "WRITE_METHODS", "connect_arguments", "connect_mssql", "connect_pytds", "write_method"]
+__all__ = ["DEFAULT_TDS_VERSION", "TRANSIENT_ERROR_NUMBERS", "is_transient", "WRITE_METHODS", "connect_arguments", "connect_mssql", "connect_pytds", "write_method"]
 
 WRITE_METHODS = ("executemany", "bulk_copy")
 """How the SQL Server writer sends rows: chunked multi-row INSERT through pymssql (the default), or
@@ -123,3 +123,31 @@ def connect_pytds(endpoint: Endpoint, *, database: str | None = None) -> Any:
         if name in args:
             kwargs[name] = args[name]
     return pytds.connect(**kwargs)
+
+
+TRANSIENT_ERROR_NUMBERS = frozenset({
+    -2, 233, 1205, 1222, 4060, 10053, 10054, 10060, 40197, 40501, 40613, 49918, 49919, 49920,
+    20003, 20004, 20006, 20009, 20047,
+})
+"""SQL Server and DB-Library error numbers a retry can clear: timeout (-2), connection lost (233,
+10053, 10054, 10060), deadlock victim (1205), lock timeout (1222), database unavailable (4060,
+Azure's 40197/40501/40613/4991x), DB-Library timeout/read/write/connect/dead-process (20003,
+20004, 20006, 20009, 20047). Other errors (constraint, conversion, syntax, permission) are
+permanent (SQL Server "Database engine errors"; FreeTDS's DB-Library message list)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying may help: a lost or unusable connection, or an error number in
+    :data:`TRANSIENT_ERROR_NUMBERS` (pymssql and python-tds exceptions alike)."""
+    name = type(exc).__name__
+    if name in ("InterfaceError", "ClosedConnectionError", "ConnectionError", "TimeoutError", "OSError"):
+        return True
+    args = getattr(exc, "args", ())
+    number = getattr(exc, "number", None)
+    if number is None and args and isinstance(args[0], int):
+        number = args[0]
+    if number is None and name == "OperationalError" and args and isinstance(args[0], tuple) and args[0]:
+        number = args[0][0] if isinstance(args[0][0], int) else None
+    if number is None:
+        return name == "OperationalError" or isinstance(exc, (ConnectionError, TimeoutError))
+    return int(number) in TRANSIENT_ERROR_NUMBERS

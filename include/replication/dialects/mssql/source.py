@@ -38,7 +38,7 @@ from include.replication.core.errors import ConfigurationError, ReplicationError
 from include.replication.core.keyranges import KeyRange, range_predicate
 from include.replication.core.protocols import Closing
 from include.replication.core.typemap import arrow_schema, select_expression
-from include.replication.dialects.mssql.connect import connect_mssql
+from include.replication.dialects.mssql.connect import connect_mssql, is_transient
 from include.replication.dialects.mssql.convert import (
     estimate_row_bytes,
     group_rows_by_bytes,
@@ -221,8 +221,7 @@ def restore_case(name: str, spelled: Sequence[str], what: str, table: str) -> st
 
 
 def _wrap(exc: Exception, message: str, table: str | None = None) -> SourceError:
-    retryable = type(exc).__name__ in {"OperationalError", "InterfaceError"}
-    return SourceError(f"{message}: {exc}", table=table, retryable=retryable)
+    return SourceError(f"{message}: {exc}", table=table, retryable=is_transient(exc))
 
 
 class MssqlSource(Closing):

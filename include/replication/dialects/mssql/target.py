@@ -32,15 +32,24 @@ import pyarrow.compute as pc
 from include.replication.core.catalog import TableSpec
 from include.replication.core.checks import check_batch
 from include.replication.core.config import MiB
-from include.replication.core.ddl import build_keys_sql, count_sql, create_table_sql, drop_keys_sql, primary_key_sql
+from include.replication.core.ddl import (
+    STAGE_SUFFIX,
+    build_keys_sql,
+    count_sql,
+    create_table_sql,
+    drop_keys_sql,
+    primary_key_name,
+    primary_key_sql,
+)
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError, TargetError, ValidationError
 from include.replication.core.keyranges import KeyRange, range_predicate
+from include.replication.core.locks import lock_resource
 from include.replication.core.protocols import Closing
 from include.replication.dialects.base import dialect as dialect_named
 from include.replication.dialects.mssql.bulk import bulk_columns, write_rows_bulk
-from include.replication.dialects.mssql.connect import connect_mssql, connect_pytds, write_method
+from include.replication.dialects.mssql.connect import connect_mssql, connect_pytds, is_transient, write_method
 from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
 from include.replication.dialects.mssql.dialect import MSSQL
 
@@ -57,6 +66,25 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_GRANTS_SQL = """
+SELECT pe.permission_name, pe.state_desc, pr.name
+FROM sys.database_permissions AS pe
+JOIN sys.database_principals AS pr ON pr.principal_id = pe.grantee_principal_id
+WHERE pe.class = 1 AND pe.major_id = OBJECT_ID(%s) AND pe.minor_id = 0
+"""
+"""Permissions granted or denied on the table (Babelfish returns none: its grants are not visible)."""
+
+_DEPENDENT_VIEWS_SQL = """
+SELECT DISTINCT QUOTENAME(OBJECT_SCHEMA_NAME(d.referencing_id)) + '.' + QUOTENAME(OBJECT_NAME(d.referencing_id))
+FROM sys.sql_expression_dependencies AS d
+JOIN sys.views AS v ON v.object_id = d.referencing_id
+WHERE d.referenced_id = OBJECT_ID(%s)
+"""
+"""Views reading the table (refreshed with sp_refreshview after a swap)."""
+
+UNIT_LOCK_WAIT_MS = 3_600_000
+"""How long a copy unit waits for another copy of the same unit to commit (milliseconds)."""
 
 DEFAULT_STATEMENT_BYTES = 32 * MiB
 """Budget of SQL text per INSERT statement (bytes); a larger single row is sent alone."""
@@ -203,9 +231,12 @@ class MssqlTarget(Closing):
 
     dialect: Dialect = MSSQL
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, staging: bool = False, key_suffix: str = "") -> None:
         self.endpoint = endpoint
         self.schema = endpoint.schema or MSSQL.default_schema
+        self.staging = staging
+        self.suffix = STAGE_SUFFIX if staging else ""
+        self.key_suffix = key_suffix
         try:
             statement_mib = float(endpoint.options.get("statement_mib", DEFAULT_STATEMENT_BYTES / MiB))
         except ValueError:
@@ -217,6 +248,7 @@ class MssqlTarget(Closing):
         self._written_ids: tuple[int, int] | None = None
         self._database_checked = False
         self._identity_on: str | None = None
+        self._babelfish: bool | None = None
         self._conn: Any = None
 
     # -- helpers -------------------------------------------------------------------------------
@@ -233,14 +265,14 @@ class MssqlTarget(Closing):
                 else:
                     conn = connect_mssql(self.endpoint, autocommit=True)
             except Exception as exc:
-                raise TargetError(f"cannot connect to {self.endpoint.describe()}: {exc}") from exc
+                raise TargetError(f"cannot connect to {self.endpoint.describe()}: {exc}", retryable=is_transient(exc)) from exc
             try:
                 cur = conn.cursor()
                 cur.execute("SET XACT_ABORT ON")
                 cur.close()
             except Exception as exc:
                 conn.close()
-                raise TargetError(f"cannot set up the session on {self.endpoint.describe()}: {exc}") from exc
+                raise TargetError(f"cannot set up the session on {self.endpoint.describe()}: {exc}", retryable=is_transient(exc)) from exc
             self._conn = conn
         return self._conn
 
@@ -250,19 +282,30 @@ class MssqlTarget(Closing):
         try:
             conn = connect_mssql(self.endpoint, autocommit=True, database="master")
         except Exception as exc:
-            raise TargetError(f"cannot connect to {self.endpoint.describe()} (master): {exc}") from exc
+            raise TargetError(f"cannot connect to {self.endpoint.describe()} (master): {exc}", retryable=is_transient(exc)) from exc
         try:
             cur = conn.cursor()
             cur.execute(create_database_sql(self.endpoint.database))
             cur.close()
         except Exception as exc:
-            raise TargetError(f"cannot create database {self.endpoint.database}: {exc}") from exc
+            raise TargetError(f"cannot create database {self.endpoint.database}: {exc}", retryable=is_transient(exc)) from exc
         finally:
             conn.close()
         self._database_checked = True
 
+    def _tname(self, spec: TableSpec) -> str:
+        """The physical table this target writes for ``spec`` (the staging copy's name when staging)."""
+        return spec.name + self.suffix
+
     def _name(self, spec: TableSpec) -> str:
-        return MSSQL.qualified(self.schema, spec.name)
+        return MSSQL.qualified(self.schema, self._tname(spec))
+
+    def _is_babelfish(self) -> bool:
+        """Whether the server is Babelfish (``@@VERSION``), which cannot rename constraints or
+        indexes: its staging keys then alternate between two suffixes instead."""
+        if self._babelfish is None:
+            self._babelfish = "babelfish" in str(self._run("SELECT @@VERSION")[0][0]).lower()
+        return self._babelfish
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self._connection().cursor()
@@ -288,16 +331,16 @@ class MssqlTarget(Closing):
             raise
         except Exception as exc:
             self.rollback_unit()
-            raise TargetError(f"{what}: {exc}", table=table) from exc
+            raise TargetError(f"{what}: {exc}", table=table, retryable=is_transient(exc)) from exc
 
     def _create_sql(self, spec: TableSpec) -> str:
-        return create_table_sql(spec, MSSQL, self.schema, source=dialect_named(spec.dialect))
+        return create_table_sql(spec, MSSQL, self.schema, table_name=self._tname(spec), source=dialect_named(spec.dialect))
 
     def _identity(self, spec: TableSpec, on: bool) -> None:
         if spec.identity is None:
             return
-        self._run(identity_insert_sql(spec.name, self.schema, on))
-        self._identity_on = spec.name if on else None
+        self._run(identity_insert_sql(self._tname(spec), self.schema, on))
+        self._identity_on = self._tname(spec) if on else None
 
     # -- protocol --------------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
@@ -321,9 +364,9 @@ class MssqlTarget(Closing):
         ddl = self._create_sql(spec)
         self._run(create_schema_sql(self.schema))
         with self._transaction("cannot create table", spec.qualified_name):
-            self._run(drop_table_sql(spec.name, self.schema))
+            self._run(drop_table_sql(self._tname(spec), self.schema))
             self._run(ddl)
-        log.info("created %s.%s", self.schema, spec.name)
+        log.info("created %s.%s", self.schema, self._tname(spec))
 
     def ensure_table(self, spec: TableSpec) -> None:
         """Create the table with its primary key if it does not exist; keep its rows if it does.
@@ -341,11 +384,170 @@ class MssqlTarget(Closing):
 
     def clone(self) -> MssqlTarget:
         """A second target on its own connection (one per parallel key-range unit)."""
-        twin = MssqlTarget(self.endpoint)
+        twin = MssqlTarget(self.endpoint, staging=self.staging, key_suffix=self.key_suffix)
         twin._database_checked = self._database_checked
         return twin
 
-    def begin_unit(self, spec: TableSpec, key_range: KeyRange | None = None) -> None:
+    def _lock_name(self, spec: TableSpec) -> str:
+        return f"{self.endpoint.database}.{self.schema}.{spec.name}"
+
+    def _applock(self, resource: str, owner: str, wait_ms: int) -> bool:
+        """``sp_getapplock`` in exclusive mode; True when granted (status >= 0)."""
+        sql = ("DECLARE @r int; EXEC @r = sp_getapplock @Resource = %s, @LockMode = 'Exclusive', "
+               f"@LockOwner = '{owner}', @LockTimeout = {int(wait_ms)}; SELECT @r")
+        return int(self._run(sql, (resource,))[0][0]) >= 0
+
+    def _stage_key_suffix(self, spec: TableSpec) -> str:
+        """The suffix of the staging copy's key names. SQL Server renames them to the live names at
+        the swap; Babelfish cannot rename constraints, so its live keys keep a staging suffix and the
+        next staging copy takes the other of two (constraint names are unique in a schema)."""
+        if not self._is_babelfish():
+            return STAGE_SUFFIX
+        names = self._run("SELECT kc.name FROM sys.key_constraints kc WHERE kc.parent_object_id = OBJECT_ID(%s) "
+                          "AND kc.type = 'PK'", (MSSQL.qualified(self.schema, spec.name),))
+        taken = str(names[0][0]).lower() if names else ""
+        return STAGE_SUFFIX + "2" if taken.endswith(STAGE_SUFFIX.lower()) else STAGE_SUFFIX
+
+    def discard(self, spec: TableSpec) -> None:
+        """Drop this target's physical table of ``spec`` (a failed staging copy); never raises:
+        a broken session is replaced by a fresh one, and a failure is logged."""
+        for attempt in range(2):
+            try:
+                if attempt and self._conn is not None:
+                    self._discard()
+                self.rollback_unit()
+                self._run(drop_table_sql(self._tname(spec), self.schema))
+                return
+            except Exception:  # noqa: BLE001 - cleanup on a failure path
+                log.debug("dropping %s failed", self._name(spec), exc_info=True)
+        log.warning("could not drop %s; the next copy of the table replaces it", self._name(spec))
+
+    def stage(self, spec: TableSpec) -> MssqlTarget:
+        """A target on its own connection that writes the staging copy of ``spec``:
+        ``<table>__stage`` in the same schema, keys named ``<key>__stage`` until :meth:`swap_in`.
+
+        Raises:
+            TargetError: the catalog could not be read.
+        """
+        with self._transaction("cannot read the live table's keys", spec.qualified_name):
+            suffix = self._stage_key_suffix(spec)
+        staged = MssqlTarget(self.endpoint, staging=True, key_suffix=suffix)
+        staged._database_checked = self._database_checked
+        return staged
+
+    @contextlib.contextmanager
+    def lock_table(self, spec: TableSpec, holder: str, wait_s: float = 60.0) -> Iterator[None]:
+        """Hold the table lock of ``spec`` for the block: ``sp_getapplock`` owned by this session,
+        waiting up to ``wait_s`` seconds.
+
+        Raises:
+            TargetError: still held after ``wait_s`` (retryable).
+        """
+        resource = lock_resource(self._lock_name(spec))
+        try:
+            granted = self._applock(resource, "Session", int(wait_s * 1000))
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"cannot take the table lock: {exc}", table=spec.qualified_name,
+                              retryable=is_transient(exc)) from exc
+        if not granted:
+            raise TargetError(f"the table is being copied by another session; waited {wait_s:.0f} s "
+                              f"(sp_getapplock {resource!r}); this copy is {holder!r}",
+                              table=f"{self.schema}.{spec.name}", retryable=True)
+        try:
+            yield
+        finally:
+            try:
+                self._run("EXEC sp_releaseapplock @Resource = %s, @LockOwner = 'Session'", (resource,))
+            except Exception:  # noqa: BLE001 - a dead session has released it already
+                log.debug("releasing the table lock failed (the session ended?)", exc_info=True)
+
+    def check_table(self, spec: TableSpec) -> None:
+        """For the ``truncate`` load mode: the live table must exist with exactly the columns the
+        mapped DDL would create (names, order, types, lengths, nullability).
+
+        Raises:
+            ConfigurationError: missing, or a column differs (permanent; names the column).
+        """
+        shape = ("SELECT c.name, t.name, c.max_length, c.precision, c.scale, c.is_nullable FROM sys.columns c "
+                 "JOIN sys.types t ON t.user_type_id = c.user_type_id WHERE c.object_id = OBJECT_ID(%s) ORDER BY c.column_id")
+        live_name = MSSQL.qualified(self.schema, spec.name)
+        probe = MssqlTarget(self.endpoint)
+        probe.suffix = "__check"
+        try:
+            self.rollback_unit()
+            if self._run("SELECT OBJECT_ID(%s, 'U')", (live_name,))[0][0] is None:
+                raise ConfigurationError("load_mode truncate needs the table to exist in the target; "
+                                         "use swap or drop for a first load", table=f"{self.schema}.{spec.name}")
+            self._run("BEGIN TRANSACTION")
+            live = [tuple(r) for r in self._run(shape, (live_name,))]
+            self._run(probe._create_sql(spec))
+            want = [tuple(r) for r in self._run(shape, (probe._name(spec),))]
+        except ReplicationError:
+            self.rollback_unit()
+            raise
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"cannot compare the table's columns: {exc}", table=spec.qualified_name,
+                              retryable=is_transient(exc)) from exc
+        self.rollback_unit()  # the probe table never stays
+        for i in range(max(len(live), len(want))):
+            got = live[i] if i < len(live) else None
+            exp = want[i] if i < len(want) else None
+            if (got and (str(got[0]).lower(), *got[1:])) != (exp and (str(exp[0]).lower(), *exp[1:])):
+                raise ConfigurationError(
+                    f"load_mode truncate: the existing table has {got} where the source maps to {exp} "
+                    "(name, type, bytes, precision, scale, nullable); use swap or drop, or fix the table",
+                    table=f"{self.schema}.{spec.name}", column=str((exp or got or ("?",))[0]),
+                )
+
+    def swap_in(self, spec: TableSpec) -> None:
+        """Replace the live table with its loaded, keyed and counted staging copy, in one short
+        transaction: rename the live table away and the staging copy in, drop the old copy, give
+        the keys their live names (not on Babelfish, which cannot rename them), re-grant what was
+        granted on the live table, refresh the views reading it. A failure rolls all of it back: the
+        previous replica stays as it was.
+
+        Raises:
+            TargetError: the swap failed (on Babelfish a view on the table blocks dropping the old
+                copy, as it cannot re-point views: permanent; use load_mode truncate).
+        """
+        live = MSSQL.qualified(self.schema, spec.name)
+        old = spec.name + "__old"
+        try:
+            self.rollback_unit()
+            key_suffix = self._stage_key_suffix(spec)
+            grants = self._run(_GRANTS_SQL, (live,)) if self._run("SELECT OBJECT_ID(%s, 'U')", (live,))[0][0] else []
+            views = self._run(_DEPENDENT_VIEWS_SQL, (live,)) if not self._is_babelfish() else []
+            self._run("BEGIN TRANSACTION")
+            if self._run("SELECT OBJECT_ID(%s, 'U')", (live,))[0][0] is not None:
+                self._run("EXEC sp_rename %s, %s, 'OBJECT'", (live, old))
+            self._run("EXEC sp_rename %s, %s, 'OBJECT'", (MSSQL.qualified(self.schema, spec.name + STAGE_SUFFIX), spec.name))
+            self._run(f"DROP TABLE IF EXISTS {MSSQL.qualified(self.schema, old)}")
+            if not self._is_babelfish():
+                if spec.primary_key:
+                    self._run("EXEC sp_rename %s, %s, 'OBJECT'",
+                              (MSSQL.qualified(self.schema, primary_key_name(spec, key_suffix)), primary_key_name(spec)))
+                for ix in spec.indexes:
+                    self._run("EXEC sp_rename %s, %s, 'INDEX'", (f"{live}.{MSSQL.quote(ix.name + key_suffix)}", ix.name))
+            for permission, state, grantee in grants:
+                verb = "DENY" if str(state).upper() == "DENY" else "GRANT"
+                option = " WITH GRANT OPTION" if str(state).upper() == "GRANT_WITH_GRANT_OPTION" else ""
+                self._run(f"{verb} {permission} ON {live} TO {MSSQL.quote(str(grantee))}{option}")
+            for (view,) in views:
+                self._run("EXEC sp_refreshview %s", (str(view),))
+            self._run("COMMIT TRANSACTION")
+        except Exception as exc:
+            self.rollback_unit()
+            number = getattr(exc, "args", (None,))[0]
+            hint = ("; another object (a view on Babelfish, a foreign key) depends on the table: use load_mode truncate"
+                    if number == 3726 else "")
+            raise TargetError(f"swapping the new copy in failed, the previous one is kept: {exc}{hint}",
+                              table=f"{self.schema}.{spec.name}",
+                              retryable=is_transient(exc) and number != 3726) from exc
+        log.info("swapped %s in (%d grants kept, %d views refreshed)", live, len(grants), len(views))
+
+    def begin_unit(self, spec: TableSpec, key_range: KeyRange | None = None, *, keep_keys: bool = False) -> None:
         """Start the unit's transaction and clear exactly the rows the unit will write; for a table
         with an identity column, ``SET IDENTITY_INSERT ... ON`` on this connection.
 
@@ -359,16 +561,19 @@ class MssqlTarget(Closing):
         try:
             self.rollback_unit()  # nothing may be left open from an earlier unit on this session
             self._run("BEGIN TRANSACTION")
+            self._applock(lock_resource(self._lock_name(spec), key_range, unit=True), "Transaction", UNIT_LOCK_WAIT_MS)
             if key_range is not None:
                 self._run(f"DELETE FROM {self._name(spec)} WHERE {range_predicate(spec, key_range, MSSQL)}")
             else:
-                for sql in drop_keys_sql(spec, MSSQL, self.schema):  # a retry after finish_table
-                    self._run(sql)
+                if not keep_keys:  # a retry after finish_table; the truncate mode keeps the existing keys
+                    for sql in drop_keys_sql(spec, MSSQL, self.schema, table_name=self._tname(spec),
+                                             key_suffix=self.key_suffix):
+                        self._run(sql)
                 self._run(f"TRUNCATE TABLE {self._name(spec)}")
             self._identity(spec, True)
         except Exception as exc:
             self.rollback_unit()
-            raise TargetError(f"cannot start copy unit: {exc}", table=spec.qualified_name) from exc
+            raise TargetError(f"cannot start copy unit: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
     def clear_table(self, spec: TableSpec) -> None:
         """Drop the keys an earlier attempt built, ``TRUNCATE``, and commit (before parallel ranges).
@@ -401,17 +606,18 @@ class MssqlTarget(Closing):
             for batch in batches:
                 try:
                     if columns is not None:
-                        rows += write_rows_bulk(cur, spec, batch, schema=self.schema, columns=columns)
+                        rows += write_rows_bulk(cur, spec, batch, schema=self.schema, table=self._tname(spec), columns=columns)
                         if identity is not None and batch.num_rows:
                             bounds = pc.min_max(batch.column(identity)).as_py()
                             lo = bounds["min"] if lo is None else min(lo, bounds["min"])
                             hi = bounds["max"] if hi is None else max(hi, bounds["max"])
                     else:
-                        rows += write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
+                        rows += write_rows(cur, spec, batch, schema=self.schema, table=self._tname(spec),
+                                           statement_bytes=self.statement_bytes)
                 except ReplicationError:
                     raise
                 except Exception as exc:
-                    raise TargetError(f"{'bulk load' if columns else 'INSERT'} failed: {exc}", table=spec.qualified_name) from exc
+                    raise TargetError(f"{'bulk load' if columns else 'INSERT'} failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
         finally:
             cur.close()
         self._written_ids = (lo, hi) if lo is not None and hi is not None else None
@@ -427,10 +633,10 @@ class MssqlTarget(Closing):
             TargetError: commit failed.
         """
         try:
-            count = int(self._run(count_sql(MSSQL, self.schema, spec.name, spec, key_range))[0][0])
+            count = int(self._run(count_sql(MSSQL, self.schema, self._tname(spec), spec, key_range))[0][0])
         except Exception as exc:
             self.rollback_unit()
-            raise TargetError(f"count check failed: {exc}", table=spec.qualified_name) from exc
+            raise TargetError(f"count check failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
         if count != expected_rows:
             self.rollback_unit()
             raise ValidationError(
@@ -453,7 +659,7 @@ class MssqlTarget(Closing):
             self._run("COMMIT TRANSACTION")
         except Exception as exc:
             self.rollback_unit()
-            raise TargetError(f"commit failed: {exc}", table=spec.qualified_name) from exc
+            raise TargetError(f"commit failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
     def rollback_unit(self) -> None:
         """Roll back the open transaction, if any, and switch IDENTITY_INSERT off; never raises.
@@ -479,7 +685,7 @@ class MssqlTarget(Closing):
         except Exception:  # noqa: BLE001 - best effort on a broken session
             log.debug("closing a broken session failed", exc_info=True)
 
-    def finish_table(self, spec: TableSpec) -> None:
+    def finish_table(self, spec: TableSpec, *, build_keys: bool = True) -> None:
         """Primary key, secondary indexes, then ``DBCC CHECKIDENT (..., RESEED, max)`` so the next
         identity is ``max(Id) + increment`` (``min`` for a negative increment; the source's last
         value when it is further, so no Id the source already issued is reused).
@@ -488,8 +694,9 @@ class MssqlTarget(Closing):
             TargetError: a statement failed (e.g. duplicate keys when building the primary key).
         """
         with self._transaction("finishing the table failed", spec.qualified_name):
-            for sql in build_keys_sql(spec, MSSQL, self.schema):
-                self._run(sql)
+            if build_keys:
+                for sql in build_keys_sql(spec, MSSQL, self.schema, table_name=self._tname(spec), key_suffix=self.key_suffix):
+                    self._run(sql)
             if spec.identity is not None:
                 agg = "MAX" if spec.identity.increment > 0 else "MIN"
                 col = MSSQL.quote(spec.identity.column)
@@ -497,7 +704,7 @@ class MssqlTarget(Closing):
                 values = [v for v in (current, spec.identity.last_value) if v is not None]
                 if values:
                     value = max(values) if spec.identity.increment > 0 else min(values)
-                    self._run(checkident_sql(spec.name, self.schema, int(value)))
+                    self._run(checkident_sql(self._tname(spec), self.schema, int(value)))
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``COUNT_BIG(*)`` of the target table (rows).
@@ -506,10 +713,10 @@ class MssqlTarget(Closing):
             TargetError: the query failed.
         """
         try:
-            return int(self._run(count_sql(MSSQL, self.schema, spec.name))[0][0])
+            return int(self._run(count_sql(MSSQL, self.schema, self._tname(spec)))[0][0])
         except Exception as exc:
             self.rollback_unit()
-            raise TargetError(f"count failed: {exc}", table=spec.qualified_name) from exc
+            raise TargetError(f"count failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
     def upsert_rows(self, spec: TableSpec, key_columns: Sequence[str], batch: pa.RecordBatch) -> int:
         """Replace the rows whose ``key_columns`` match the batch's, in one transaction (audit).
@@ -528,9 +735,10 @@ class MssqlTarget(Closing):
             try:
                 self._identity(spec, True)
                 if self.write_method == "bulk_copy":
-                    write_rows_bulk(cur, spec, batch, schema=self.schema)
+                    write_rows_bulk(cur, spec, batch, schema=self.schema, table=self._tname(spec))
                 else:
-                    write_rows(cur, spec, batch, schema=self.schema, statement_bytes=self.statement_bytes)
+                    write_rows(cur, spec, batch, schema=self.schema, table=self._tname(spec),
+                               statement_bytes=self.statement_bytes)
                 self._identity(spec, False)
             finally:
                 cur.close()

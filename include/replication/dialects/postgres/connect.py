@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
@@ -9,7 +10,15 @@ from include.replication.core.endpoint import ConnectionFields, Endpoint
 from include.replication.core.errors import ConfigurationError
 from include.replication.dialects.postgres.dialect import POSTGRES
 
-__all__ = ["libpq_uri", "libpq_uri_fields", "connect"]
+__all__ = ["libpq_uri", "libpq_uri_fields", "connect", "sqlstate", "is_transient", "close_quietly"]
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+"""SQLSTATE classes a retry can clear: connection exception, transaction rollback (serialization,
+deadlock), insufficient resources, operator intervention (admin shutdown, cancel), system error
+(PostgreSQL "Appendix A. Error Codes"). Everything else (data exceptions 22, integrity 23, syntax
+and undefined objects 42, ...) fails the same way again."""
 
 
 def libpq_uri(endpoint: Endpoint) -> str:
@@ -89,3 +98,26 @@ def connect(endpoint: Endpoint, *, autocommit: bool = False) -> Any:
     import adbc_driver_postgresql.dbapi as pg_dbapi
 
     return pg_dbapi.connect(libpq_uri(endpoint), autocommit=autocommit)
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE an ADBC error carries (``adbc_driver_manager.Error.sqlstate``), or None."""
+    state = getattr(exc, "sqlstate", None)
+    return str(state) if state else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying may help: a transient SQLSTATE class, or no SQLSTATE at all (a lost
+    connection: libpq reports ``server closed the connection`` without one)."""
+    state = sqlstate(exc)
+    return state is None or state[:2] in TRANSIENT_SQLSTATE_CLASSES
+
+
+def close_quietly(conn: Any) -> None:
+    """Roll back and close a connection on a cleanup path; a failure is logged, never raised, so it
+    cannot replace the error that brought us here."""
+    for step in ("rollback", "close"):
+        try:
+            getattr(conn, step)()
+        except Exception:  # noqa: BLE001 - cleanup of a possibly broken connection
+            log.debug("%s on a broken connection failed", step, exc_info=True)

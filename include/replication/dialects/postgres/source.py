@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from include.replication.core.batching import rebatch
+from include.replication.core.batching import rebatch, row_key
 from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, ForeignKeySpec, IdentitySpec, IndexSpec, TableSpec
 from include.replication.core.ddl import count_sql, key_bounds_sql
 from include.replication.core.dialect import Dialect
@@ -23,7 +24,7 @@ from include.replication.core.errors import ConfigurationError, DataError, Sourc
 from include.replication.core.keyranges import KeyRange, range_predicate
 from include.replication.core.protocols import Closing
 from include.replication.core.typemap import arrow_schema, select_expression
-from include.replication.dialects.postgres.connect import connect
+from include.replication.dialects.postgres.connect import close_quietly, connect, is_transient
 from include.replication.dialects.postgres.dialect import POSTGRES
 
 __all__ = ["PostgresSource", "CATALOG_COLUMNS_SQL"]
@@ -103,6 +104,34 @@ def _column(row: tuple[Any, ...]) -> ColumnSpec:
         nullable=is_nullable == "YES",
         identity=is_identity == "YES",
     )
+
+
+_INFINITY = {
+    "timestamp": {-9_222_425_352_054_775_809: "infinity", -9_222_425_352_054_775_808: "-infinity"},
+    "date": {-2_147_472_692: "infinity", -2_147_472_691: "-infinity"},
+}
+"""What ADBC's PostgreSQL driver returns for ``infinity`` / ``-infinity``: PostgreSQL's INT64/INT32
+sentinels shifted from its 2000-01-01 epoch to Arrow's 1970 one, wrapping around (measured with
+adbc-driver-postgresql 1.13). No real value lies there: both are far outside PostgreSQL's range."""
+
+
+def _reject_infinity(spec: TableSpec, field: pa.Field, col: pa.Array, batch: pa.RecordBatch) -> None:
+    """``infinity`` has no Arrow timestamp or date, and no SQL Server type holds it: refuse it by key."""
+    if pa.types.is_timestamp(field.type):
+        kind, values = "timestamp", col.cast(pa.int64())
+    elif pa.types.is_date32(field.type):
+        kind, values = "date", col.cast(pa.int32())
+    else:
+        return
+    sentinels = pa.array(list(_INFINITY[kind]), values.type)
+    hit = pc.fill_null(pc.is_in(values, value_set=sentinels), False)
+    if pc.any(hit).as_py():
+        idx = int(pc.index(hit, True).as_py())
+        raise DataError(
+            f"PostgreSQL '{_INFINITY[kind][values[idx].as_py()]}' cannot be copied exactly: Arrow and SQL Server have "
+            "no infinite date or time (replace it in the source, e.g. with NULL or a real date)",
+            table=spec.qualified_name, column=field.name, key=row_key(spec, batch, idx),
+        )
 
 
 class PostgresSource(Closing):
@@ -236,7 +265,7 @@ class PostgresSource(Closing):
         try:
             conn = connect(self.endpoint, autocommit=False)
         except Exception as exc:
-            raise SourceError(f"cannot connect: {exc}", table=spec.qualified_name) from exc
+            raise SourceError(f"cannot connect: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
         try:
             with conn.cursor() as cur:
                 cur.adbc_statement.set_options(
@@ -246,15 +275,25 @@ class PostgresSource(Closing):
                     cur.execute(sql)
                     reader = cur.fetch_record_batch()
                 except Exception as exc:
-                    raise SourceError(f"query failed: {exc}", table=spec.qualified_name) from exc
-                yield from rebatch(
-                    (self._pin(spec, schema, b) for b in reader), max_rows=batch_rows, max_bytes=batch_bytes
-                )
+                    raise SourceError(f"query failed: {exc}", table=spec.qualified_name,
+                                      retryable=is_transient(exc)) from exc
+                yield from rebatch(self._driver_batches(spec, schema, reader), max_rows=batch_rows, max_bytes=batch_bytes)
         finally:
+            close_quietly(conn)
+
+    def _driver_batches(self, spec: TableSpec, schema: pa.Schema, reader: Any) -> Iterator[pa.RecordBatch]:
+        """The driver's batches pinned to the catalog schema; a driver error while streaming (the
+        connection dropped mid-read) becomes a ``SourceError`` naming the table, with its cause."""
+        it = iter(reader)
+        while True:
             try:
-                conn.rollback()
-            finally:
-                conn.close()
+                batch = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise SourceError(f"reading rows failed: {exc}", table=spec.qualified_name,
+                                  retryable=is_transient(exc)) from exc
+            yield self._pin(spec, schema, batch)
 
     @staticmethod
     def _pin(spec: TableSpec, schema: pa.Schema, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -275,6 +314,7 @@ class PostgresSource(Closing):
                         table=spec.qualified_name,
                         column=field.name,
                     ) from exc
+            _reject_infinity(spec, field, col, batch)
             arrays.append(col)
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
