@@ -64,13 +64,19 @@ class IndexSpec:
 
     Attributes:
         name: index name in the source.
-        columns: key columns in order.
+        columns: key columns in order (empty for an expression index).
         unique: True for a unique index.
+        where: the predicate of a partial (filtered) index, in the source dialect's SQL; None when
+            the index covers every row. Re-created only on a target of the same dialect.
+        definition: the source's own ``CREATE INDEX`` text of an expression index (no plain key
+            columns); re-created only on a target of the same dialect.
     """
 
     name: str
     columns: tuple[str, ...]
     unique: bool = False
+    where: str | None = None
+    definition: str | None = None
 
 
 @dataclass(frozen=True)

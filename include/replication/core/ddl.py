@@ -7,14 +7,18 @@ identity clauses, primary-key keywords and the ``DROP INDEX`` form come from the
 
 from __future__ import annotations
 
+import logging
+
 from include.replication.core.catalog import IndexSpec, TableSpec
 from include.replication.core.dialect import Dialect
+from include.replication.core.errors import UnsupportedTypeError
 from include.replication.core.keyranges import KeyRange, integer_key, range_predicate
 from include.replication.core.typemap import target_type
 
 __all__ = [
     "STAGE_SUFFIX",
     "build_keys_sql",
+    "reproducible",
     "count_sql",
     "key_bounds_sql",
     "create_table_sql",
@@ -66,6 +70,8 @@ def create_table_sql(
     name = target.qualified(schema, table_name or spec.name)
     return f"CREATE TABLE {name} (\n    " + ",\n    ".join(cols) + "\n)"
 
+
+log = logging.getLogger(__name__)
 
 STAGE_SUFFIX = "__stage"
 """Appended to a table's name (and to its key names) for the staging copy a ``swap`` load fills."""
@@ -122,14 +128,35 @@ def drop_keys_sql(
     return statements
 
 
+def reproducible(spec: TableSpec, index: IndexSpec, target: Dialect) -> bool:
+    """Whether ``index`` can be re-created exactly in ``target``: plain column indexes always;
+    partial and expression indexes only in a target of the source's own dialect (their SQL is the
+    source's)."""
+    return (index.where is None and index.definition is None) or spec.dialect == target.name
+
+
 def index_sql(
     spec: TableSpec, index: IndexSpec, target: Dialect, schema: str, *, table_name: str | None = None, key_suffix: str = ""
 ) -> str:
-    """``CREATE [UNIQUE] INDEX`` for one secondary index of ``spec``."""
+    """``CREATE [UNIQUE] INDEX`` for one secondary index of ``spec`` (with its ``WHERE`` predicate;
+    an expression index from its own definition, renamed and re-pointed).
+
+    Raises:
+        UnsupportedTypeError: a partial or expression index for a target of another dialect
+            (:func:`reproducible`; ``build_keys_sql`` skips those with a warning).
+    """
+    if not reproducible(spec, index, target):
+        raise UnsupportedTypeError(f"index {index.name} ({'partial' if index.where else 'expression'}) cannot be "
+                                   f"re-created in {target.name}", table=spec.qualified_name)
     unique = "UNIQUE " if index.unique else ""
+    table = target.qualified(schema, table_name or spec.name)
+    if index.definition is not None:
+        on = index.definition.split(" USING ", 1)
+        tail = " USING " + on[1] if len(on) == 2 else ""
+        return f"CREATE {unique}INDEX {target.quote(index.name + key_suffix)} ON {table}{tail}"
     cols = ", ".join(target.quote(c) for c in index.columns)
-    return (f"CREATE {unique}INDEX {target.quote(index.name + key_suffix)} ON "
-            f"{target.qualified(schema, table_name or spec.name)} ({cols})")
+    where = f" WHERE {index.where}" if index.where else ""
+    return f"CREATE {unique}INDEX {target.quote(index.name + key_suffix)} ON {table} ({cols}){where}"
 
 
 def build_keys_sql(
@@ -137,7 +164,14 @@ def build_keys_sql(
 ) -> list[str]:
     """What ``finish_table`` builds after the load, in order: the primary key, then each secondary index."""
     pk = primary_key_sql(spec, target, schema, table_name=table_name, key_suffix=key_suffix)
-    indexes = [index_sql(spec, ix, target, schema, table_name=table_name, key_suffix=key_suffix) for ix in spec.indexes]
+    indexes = []
+    for ix in spec.indexes:
+        if reproducible(spec, ix, target):
+            indexes.append(index_sql(spec, ix, target, schema, table_name=table_name, key_suffix=key_suffix))
+        else:
+            log.warning("%s: %s index %s is not re-created in %s (its SQL is %s's): %s", spec.qualified_name,
+                        "partial" if ix.where else "expression", ix.name, target.name, spec.dialect,
+                        ix.where or ix.definition)
     return ([pk] if pk else []) + indexes
 
 

@@ -59,7 +59,21 @@ def _decimal(c: ColumnSpec) -> pa.DataType:
             column=c.name,
         )
     s = c.scale if c.scale is not None else 0
+    if not 1 <= c.precision <= MAX_DECIMAL_PRECISION:
+        raise UnsupportedTypeError(
+            f"numeric({c.precision},{s}) has more digits than Arrow's widest decimal holds "
+            f"({MAX_DECIMAL_PRECISION}, decimal256)", column=c.name,
+        )
+    if not 0 <= s <= c.precision:
+        raise UnsupportedTypeError(
+            f"numeric({c.precision},{s}) has a scale outside 0..precision (PostgreSQL 15 allows negative scales and "
+            "scales above the precision; neither Arrow nor SQL Server holds them)", column=c.name,
+        )
     return pa.decimal128(c.precision, s) if c.precision <= 38 else pa.decimal256(c.precision, s)
+
+
+MAX_DECIMAL_PRECISION = 76
+"""Digits of Arrow's widest decimal type (decimal256)."""
 
 
 def _time(c: ColumnSpec) -> pa.DataType:
@@ -230,7 +244,8 @@ TYPE_MAP: dict[tuple[str, str], TypeRule] = {
     ),
     ("postgresql", "character"): TypeRule("string", _t("char({n})", "nchar({n})")),
     ("postgresql", "character varying"): TypeRule(
-        "string", _t("varchar({n})", "nvarchar({n})", "text", "nvarchar(max)")
+        "string", _t("varchar({n})", "nvarchar({n})", "varchar", "nvarchar(max)"),
+        notes="an unbounded varchar stays varchar (not text) in PostgreSQL",
     ),
     ("postgresql", "text"): TypeRule("string", _t("text", "nvarchar(max)")),
     ("postgresql", "json"): TypeRule("string", _t("json", "nvarchar(max)")),

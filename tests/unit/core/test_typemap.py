@@ -91,7 +91,7 @@ def test_entry_arrow_and_target_types(key):
         ("mssql", "nvarchar", -1, "text", "nvarchar(max)"),
         ("mssql", "varchar", -1, "text", "varchar(max)"),
         ("mssql", "varbinary", -1, "bytea", "varbinary(max)"),
-        ("postgresql", "character varying", None, "text", "nvarchar(max)"),
+        ("postgresql", "character varying", None, "varchar", "nvarchar(max)"),
         ("postgresql", "character varying", 5000, "varchar(5000)", "nvarchar(max)"),  # nvarchar(n) stops at 4000
     ],
 )

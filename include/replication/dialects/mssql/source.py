@@ -92,7 +92,7 @@ WHERE ic.object_id = OBJECT_ID(%s)
 
 INDEXES_SQL = """
 SELECT i.name, i.is_primary_key, i.is_unique, i.type, i.has_filter, c.name AS column_name,
-       ic.key_ordinal, ic.is_included_column
+       ic.key_ordinal, ic.is_included_column, i.filter_definition
 FROM sys.indexes AS i
 JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id
 JOIN sys.columns AS c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
@@ -313,10 +313,9 @@ class MssqlSource(Closing):
         pk: tuple[str, ...] = ()
         pk_name: str | None = None
         indexes: dict[str, dict[str, Any]] = {}
-        for name, is_pk, is_unique, _typ, has_filter, col, _ordinal, included in self._query(INDEXES_SQL, (obj,)):
-            entry = indexes.setdefault(str(name), {"pk": bool(is_pk), "unique": bool(is_unique), "cols": [], "lost": []})
-            if has_filter and "filter" not in entry["lost"]:
-                entry["lost"].append("filter")
+        for name, is_pk, is_unique, _typ, has_filter, col, _ordinal, included, filter_sql in self._query(INDEXES_SQL, (obj,)):
+            entry = indexes.setdefault(str(name), {"pk": bool(is_pk), "unique": bool(is_unique), "cols": [], "lost": [],
+                                                   "where": str(filter_sql) if has_filter and filter_sql else None})
             if included:
                 entry["lost"].append(f"INCLUDE {cased(col)}")
             else:
@@ -328,7 +327,7 @@ class MssqlSource(Closing):
                 continue
             if entry["lost"]:
                 log.warning("index %s on %s: %s not reproduced in the target", name, qname, ", ".join(entry["lost"]))
-            secondary.append(IndexSpec(name, tuple(entry["cols"]), entry["unique"]))
+            secondary.append(IndexSpec(name, tuple(entry["cols"]), entry["unique"], where=entry["where"]))
         fks: dict[str, dict[str, Any]] = {}
         for name, col, ref_table, ref_col in self._query(FOREIGN_KEYS_SQL, (obj,)):
             ref = restore_case(str(ref_table), tables, "table", qname)

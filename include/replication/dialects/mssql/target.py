@@ -40,6 +40,7 @@ from include.replication.core.ddl import (
     drop_keys_sql,
     primary_key_name,
     primary_key_sql,
+    reproducible,
 )
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
@@ -308,13 +309,20 @@ class MssqlTarget(Closing):
         return self._babelfish
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one batch; return the rows of its last result set (a batch such as ``DECLARE ...;
+        EXEC ...; SELECT @r`` yields several with python-tds)."""
         cur = self._connection().cursor()
         try:
             if params:
                 cur.execute(sql, tuple(params))
             else:
                 cur.execute(sql)
-            return list(cur.fetchall()) if cur.description else []
+            rows: list[tuple[Any, ...]] = []
+            while True:
+                if cur.description:
+                    rows = [tuple(r) for r in cur.fetchall()]
+                if not cur.nextset():
+                    return rows
         finally:
             cur.close()
 
@@ -528,7 +536,7 @@ class MssqlTarget(Closing):
                 if spec.primary_key:
                     self._run("EXEC sp_rename %s, %s, 'OBJECT'",
                               (MSSQL.qualified(self.schema, primary_key_name(spec, key_suffix)), primary_key_name(spec)))
-                for ix in spec.indexes:
+                for ix in (i for i in spec.indexes if reproducible(spec, i, MSSQL)):
                     self._run("EXEC sp_rename %s, %s, 'INDEX'", (f"{live}.{MSSQL.quote(ix.name + key_suffix)}", ix.name))
             for permission, state, grantee in grants:
                 verb = "DENY" if str(state).upper() == "DENY" else "GRANT"

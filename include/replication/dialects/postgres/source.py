@@ -8,6 +8,7 @@ to the requested rows/bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,7 @@ from include.replication.core.catalog import MAX_LENGTH, ColumnSpec, ForeignKeyS
 from include.replication.core.ddl import count_sql, key_bounds_sql
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
-from include.replication.core.errors import ConfigurationError, DataError, SourceError
+from include.replication.core.errors import ConfigurationError, DataError, SourceError, UnsupportedTypeError
 from include.replication.core.keyranges import KeyRange, range_predicate
 from include.replication.core.protocols import Closing
 from include.replication.core.typemap import arrow_schema, select_expression
@@ -34,7 +35,10 @@ log = logging.getLogger(__name__)
 CATALOG_COLUMNS_SQL = """
 SELECT c.column_name, c.data_type, c.character_maximum_length, c.numeric_precision,
        c.numeric_scale, c.datetime_precision, c.is_nullable, c.is_identity,
-       c.identity_start, c.identity_increment
+       c.identity_start, c.identity_increment,
+       (SELECT a.atttypmod FROM pg_attribute a
+        WHERE a.attrelid = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass
+          AND a.attname = c.column_name) AS typmod
 FROM information_schema.columns c
 WHERE c.table_schema = $1 AND c.table_name = $2
 ORDER BY c.ordinal_position
@@ -52,7 +56,8 @@ ORDER BY k.ord
 """
 
 _INDEX_SQL = """
-SELECT i.relname, ix.indisunique, a.attname, k.ord, ix.indexprs IS NOT NULL AS has_expr
+SELECT i.relname, ix.indisunique, a.attname, k.ord, ix.indexprs IS NOT NULL AS has_expr,
+       pg_get_expr(ix.indpred, ix.indrelid) AS predicate, pg_get_indexdef(ix.indexrelid) AS definition
 FROM pg_index ix
 JOIN pg_class t ON t.oid = ix.indrelid
 JOIN pg_class i ON i.oid = ix.indexrelid
@@ -62,6 +67,19 @@ LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
 WHERE n.nspname = $1 AND t.relname = $2 AND NOT ix.indisprimary
 ORDER BY i.relname, k.ord
 """
+
+_SERIAL_SQL = """
+SELECT a.attname, s.seqstart, s.seqincrement
+FROM pg_attribute a
+JOIN pg_class t ON t.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+JOIN pg_depend d ON d.refobjid = t.oid AND d.refobjsubid = a.attnum AND d.classid = 'pg_class'::regclass
+     AND d.deptype = 'a'
+JOIN pg_sequence s ON s.seqrelid = d.objid
+WHERE n.nspname = $1 AND t.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+"""Columns owning a sequence (``serial`` / ``bigserial``): name, start, increment."""
 
 _FK_SQL = """
 SELECT con.conname, a.attname, rt.relname, ra.attname
@@ -91,8 +109,15 @@ def _column(row: tuple[Any, ...]) -> ColumnSpec:
     if data_type in ("character varying", "character"):
         length = int(char_len) if char_len is not None else MAX_LENGTH
     elif data_type == "numeric":
-        precision = int(num_prec) if num_prec is not None else None
-        scale = int(num_scale) if num_scale is not None else None
+        # from the type modifier: information_schema shows a PostgreSQL 15 negative scale as a
+        # large positive number (numeric(5,-2) reads as numeric(5,2046))
+        typmod = row[10] if len(row) > 10 else None
+        if typmod is not None and int(typmod) >= 4:
+            mod = int(typmod) - 4
+            precision, scale = (mod >> 16) & 0xFFFF, ((mod & 0x7FF) ^ 1024) - 1024
+        else:
+            precision = int(num_prec) if num_prec is not None else None
+            scale = int(num_scale) if num_scale is not None else None
     elif data_type.startswith(("timestamp", "time")):
         precision = int(dt_prec) if dt_prec is not None else 6
     return ColumnSpec(
@@ -179,20 +204,32 @@ class PostgresSource(Closing):
         schema = schema or self.schema
         col_rows = self._query(CATALOG_COLUMNS_SQL, (schema, table))
         if not col_rows:
+            exists = self._query("SELECT to_regclass($1)", (POSTGRES.qualified(schema, table),))[0][0]
+            if exists is not None:
+                raise UnsupportedTypeError("the table has no columns; a table without columns cannot be copied",
+                                           table=f"{schema}.{table}")
             raise ConfigurationError("table not found in source", table=f"{schema}.{table}")
         columns = tuple(_column(r) for r in col_rows)
         identity = None
         for r, c in zip(col_rows, columns, strict=True):
             if c.identity:
                 identity = IdentitySpec(c.name, int(r[8] or 1), int(r[9] or 1))
+        if identity is None:  # a serial / DEFAULT nextval(...) column: copied as an identity column
+            for name, start, increment in self._query(_SERIAL_SQL, (schema, table)):
+                identity = IdentitySpec(str(name), int(start), int(increment))
+                columns = tuple(dataclasses.replace(c, identity=True) if c.name == name else c for c in columns)
+                log.info("%s.%s: column %s takes its default from a sequence; copied as an identity column "
+                         "(START WITH %s INCREMENT BY %s)", schema, table, name, start, increment)
+                break
         pk_rows = self._query(_PK_SQL, (schema, table))
-        indexes: dict[str, tuple[bool, list[str]]] = {}
-        for name, unique, col, _ord, has_expr in self._query(_INDEX_SQL, (schema, table)):
-            if has_expr or col is None:
-                log.warning("%s.%s: expression index %s is not copied", schema, table, name)
-                indexes.pop(name, None)
+        found: dict[str, IndexSpec] = {}
+        for name, unique, col, _ord, has_expr, predicate, definition in self._query(_INDEX_SQL, (schema, table)):
+            if has_expr or col is None:  # an expression index: only its own definition re-creates it
+                found[name] = IndexSpec(name, (), bool(unique), definition=str(definition))
                 continue
-            indexes.setdefault(name, (bool(unique), []))[1].append(col)
+            prior = found.get(name)
+            cols = (*prior.columns, col) if prior is not None else (col,)
+            found[name] = IndexSpec(name, cols, bool(unique), where=str(predicate) if predicate else None)
         fks: dict[str, tuple[list[str], str, list[str]]] = {}
         for name, col, ref_table, ref_col in self._query(_FK_SQL, (schema, table)):
             entry = fks.setdefault(name, ([], ref_table, []))
@@ -206,7 +243,7 @@ class PostgresSource(Closing):
             primary_key=tuple(r[1] for r in pk_rows),
             primary_key_name=pk_rows[0][0] if pk_rows else None,
             identity=identity,
-            indexes=tuple(IndexSpec(n, tuple(cols), u) for n, (u, cols) in indexes.items()),
+            indexes=tuple(found.values()),
             foreign_keys=tuple(ForeignKeySpec(n, tuple(c), rt, tuple(rc)) for n, (c, rt, rc) in fks.items()),
             row_estimate=int(estimate[0][0]) if estimate else 0,
             dialect=POSTGRES.name,

@@ -27,6 +27,7 @@ from include.replication.core.ddl import (
     create_table_sql,
     drop_keys_sql,
     primary_key_name,
+    reproducible,
 )
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
@@ -326,7 +327,7 @@ class PostgresTarget(Closing):
             if spec.primary_key:
                 self._run(f"ALTER TABLE {live} RENAME CONSTRAINT {POSTGRES.quote(primary_key_name(spec, STAGE_SUFFIX))} "
                           f"TO {POSTGRES.quote(primary_key_name(spec))}")
-            for ix in spec.indexes:
+            for ix in (i for i in spec.indexes if reproducible(spec, i, POSTGRES)):
                 self._run(f"ALTER INDEX {POSTGRES.qualified(self.schema, ix.name + STAGE_SUFFIX)} "
                           f"RENAME TO {POSTGRES.quote(ix.name)}")
             for grantee, privilege, grantable in grants:
