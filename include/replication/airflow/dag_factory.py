@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task, teardown
 
 from include.replication.core.config import (
     DEFAULT_BATCH_ROWS,
@@ -126,9 +126,10 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
 
             return summarise(counts, list(copies))
 
-        @task(trigger_rule="all_done")
+        @teardown
         def cleanup() -> list[str]:
-            """Remove the spill directories the run left behind (runs whatever the copies did)."""
+            """Remove the spill directories the run left behind (a teardown: runs whatever the copies
+            did, and does not decide the run's state, so a failed copy still fails the run)."""
             from include.replication.airflow.tasks import sweep
 
             ctx = get_current_context()
