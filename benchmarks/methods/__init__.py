@@ -5,15 +5,17 @@ rows of ``ctx.table`` from the source database into the already created, empty t
 for dlt, into its own dataset schema) and returns when the rows are committed. The harness runs
 each call in a fresh spawned process (:mod:`.child`) so its peak RSS is its own.
 
-:data:`METHODS` is the closed registry: key -> :class:`MethodInfo`. Keys are what ``--methods``
-accepts on the command line.
+:data:`METHODS` is the closed registry of ``benchmarks/throughput.py`` (PostgreSQL -> PostgreSQL):
+key -> :class:`MethodInfo`. :data:`TDS_METHODS` is the one of ``benchmarks/throughput_tds.py``
+(a SQL Server source, here Babelfish, into SQL Server or PostgreSQL). Keys are what ``--methods``
+accepts on the command line; they are unique across both registries (:func:`method_info`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MethodInfo", "METHODS", "PIPE_KEY"]
+__all__ = ["MethodInfo", "METHODS", "PIPE_KEY", "TDS_METHODS", "TDS_REFERENCE_KEY", "method_info"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class MethodInfo:
         capped: True when the method stops after ``ctx.time_cap_s`` seconds and reports the rate
             reached (slow row-by-row methods).
         target: ``table`` (writes into the prepared target table) or ``dlt`` (dlt makes its own).
+        source_dialect: dialect of the server the method reads (``postgresql`` or ``mssql``).
+        target_dialect: dialect of the server the method writes (``postgresql`` or ``mssql``).
     """
 
     key: str
@@ -38,6 +42,8 @@ class MethodInfo:
     variant: str = ""
     capped: bool = False
     target: str = "table"
+    source_dialect: str = "postgresql"
+    target_dialect: str = "postgresql"
 
 
 PIPE_KEY = "pipe"
@@ -63,3 +69,46 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("dlt", 7, "7 dlt sql_database, pyarrow backend", "dlt_sql", capped=True, target="dlt"),
     )
 }
+
+
+TDS_REFERENCE_KEY = "pymssql_copy"
+"""Key of the reference of ``throughput_tds.py``: the fastest plain path from a SQL Server source
+that exists here (pymssql's C driver reading, PostgreSQL's binary COPY writing, no Arrow)."""
+
+TDS_METHODS: dict[str, MethodInfo] = {
+    m.key: m
+    for m in (
+        MethodInfo(
+            TDS_REFERENCE_KEY, 1, "1 pymssql fetchmany -> COPY binary (psycopg write_row), to PG", "pymssql_copy",
+            "binary", source_dialect="mssql",
+        ),
+        MethodInfo(
+            "pymssql_copy_text", 1, "1b pymssql fetchmany -> COPY text (psycopg write_row), to PG", "pymssql_copy",
+            "text", source_dialect="mssql",
+        ),
+        MethodInfo("ours_to_pg", 2, "2 our pipeline, to PG", "ours", "default", source_dialect="mssql"),
+        MethodInfo(
+            "ours_executemany", 2, "2e our pipeline, to TDS, executemany (multi-row INSERT)", "ours", "executemany",
+            source_dialect="mssql", target_dialect="mssql",
+        ),
+        MethodInfo(
+            "ours_bulk", 2, "2f our pipeline, to TDS, bulk_copy (python-tds INSERT BULK)", "ours", "bulk_copy",
+            source_dialect="mssql", target_dialect="mssql",
+        ),
+        MethodInfo(
+            "csv_spool_tds", 4, "4 pymssql rows -> CSV in SpooledTemporaryFile -> COPY csv, to PG", "csv_spool", "tds",
+            source_dialect="mssql",
+        ),
+    )
+}
+
+
+def method_info(key: str) -> MethodInfo:
+    """The :class:`MethodInfo` of ``key`` in :data:`METHODS` or :data:`TDS_METHODS`.
+
+    Raises:
+        KeyError: no such method.
+    """
+    if key in METHODS:
+        return METHODS[key]
+    return TDS_METHODS[key]

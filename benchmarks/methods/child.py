@@ -17,7 +17,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from benchmarks.methods import METHODS
+from benchmarks.methods import method_info
 from benchmarks.methods.base import RunContext
 
 __all__ = ["run_in_child", "child_main"]
@@ -37,7 +37,7 @@ def child_main(key: str, ctx: RunContext, env: dict[str, str], conn: Connection)
     try:
         from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes
 
-        info = METHODS[key]
+        info = method_info(key)
         module = importlib.import_module(f"{__package__}.{info.module}")
         baseline = current_rss_bytes()
         started = time.perf_counter()
@@ -64,7 +64,7 @@ def run_in_child(key: str, ctx: RunContext, *, env: dict[str, str] | None = None
     """Run method ``key`` on ``ctx`` in a new spawned process and return its figures.
 
     Args:
-        key: a :data:`METHODS` key.
+        key: a :data:`METHODS` or :data:`TDS_METHODS` key.
         ctx: the run's context.
         env: extra environment variables for the child (Airflow connections).
         timeout_s: seconds after which the child is killed and the run recorded as failed.

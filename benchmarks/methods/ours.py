@@ -1,9 +1,11 @@
 """Method 2: our pipeline as the DAG runs it: ``include.replication.core.pipeline.copy_table``.
 
 Variants (``ctx.variant``): ``default`` (128 MiB budget, reader and writer overlapped),
-``no_overlap`` (read everything into the buffer, then write) and ``spill`` (1 MiB budget, so almost
-every batch goes through a Parquet spill file). There is no range-parallel copy unit in the
-pipeline yet, so no "N parallel ranges" variant.
+``no_overlap`` (read everything into the buffer, then write), ``spill`` (1 MiB budget, so almost
+every batch goes through a Parquet spill file) and ``parallel2`` (2 primary-key ranges). For a SQL
+Server target (``throughput_tds.py``): ``executemany`` and ``bulk_copy``, the default settings with
+the target endpoint's ``write_method`` option set to that writer (:data:`WRITE_METHOD_VARIANTS`).
+Source and target may be ``mssql://`` URIs (parsed without Airflow, :mod:`.tds`).
 
 The timed part is what every method does: rows from the source into the prepared, empty target
 table, committed after the count check. ``finish_table`` (primary key, ANALYZE, identity) is not
@@ -25,16 +27,36 @@ from include.replication.core.endpoint import Endpoint
 from include.replication.core.pipeline import copy_table
 from include.replication.dialects.registry import open_source, open_target
 
-__all__ = ["run", "settings_for", "endpoint_from_uri"]
+__all__ = ["run", "settings_for", "endpoint_from_uri", "target_endpoint", "WRITE_METHOD_VARIANTS"]
 
 log = logging.getLogger(__name__)
 
 
-def endpoint_from_uri(uri: str, schema: str) -> Endpoint:
-    """The product's :class:`Endpoint` for a libpq URI (``postgresql://user@host:port/db?host=/dir``)."""
-    from include.replication.airflow.connections import endpoint_from_uri as parse
+WRITE_METHOD_VARIANTS = ("executemany", "bulk_copy")
+"""Variants that name the SQL Server writer's ``write_method`` (the copy settings are the default)."""
 
-    return parse(uri, schema=schema)
+
+def endpoint_from_uri(uri: str, schema: str) -> Endpoint:
+    """The product's :class:`Endpoint` for a libpq URI (``postgresql://user@host:port/db?host=/dir``)
+    or an ``mssql://`` URI."""
+    from benchmarks.methods.tds import endpoint_for
+
+    return endpoint_for(uri, schema)
+
+
+def target_endpoint(uri: str, schema: str, variant: str) -> Endpoint:
+    """The target's :class:`Endpoint`; for a :data:`WRITE_METHOD_VARIANTS` variant with the
+    ``write_method`` option set to it.
+
+    Raises:
+        ValueError: a write-method variant on a target that is not SQL Server.
+    """
+    endpoint = endpoint_from_uri(uri, schema)
+    if variant in WRITE_METHOD_VARIANTS:
+        if endpoint.dialect != "mssql":
+            raise ValueError(f"variant {variant!r} needs a SQL Server target, not {endpoint.dialect}")
+        endpoint = dataclasses.replace(endpoint, options={**endpoint.options, "write_method": variant})
+    return endpoint
 
 
 def settings_for(variant: str, spill_root: Path) -> CopySettings:
@@ -46,7 +68,7 @@ def settings_for(variant: str, spill_root: Path) -> CopySettings:
     # load_mode drop: rows go into the prepared, empty table, as every other method's do (the
     # swap mode's staging copy and swap are measured by the full-scale benchmark)
     base = {"spill_root": str(spill_root), "load_mode": "drop"}
-    if variant == "default":
+    if variant == "default" or variant in WRITE_METHOD_VARIANTS:
         return CopySettings.from_params(base, run_id="bench", label="bench")
     if variant == "no_overlap":
         serial = CopySettings.from_params(base, run_id="bench", label="bench")
@@ -77,16 +99,19 @@ def run(ctx: RunContext) -> Outcome:
 
     Returns:
         :class:`Outcome`; ``extra`` holds the pipeline's own figures (batches, spill files and
-        bytes, high-water bytes) and ``finish_s`` (seconds of the untimed ``finish_table``).
+        bytes, high-water bytes), ``describe_s`` (seconds of the timed catalog ``describe``) and
+        ``finish_s`` (seconds of the untimed ``finish_table``).
 
     Raises:
         ReplicationError: whatever the pipeline raises.
     """
     settings = settings_for(ctx.variant or "default", Path(ctx.work_dir) / "spill")
     source = open_source(endpoint_from_uri(ctx.source_uri, ctx.source_schema))
-    target = open_target(endpoint_from_uri(ctx.target_uri, ctx.target_schema))
+    target = open_target(target_endpoint(ctx.target_uri, ctx.target_schema, ctx.variant))
     try:
+        started = time.monotonic()
         spec = source.describe(ctx.table, ctx.source_schema)
+        describe_s = time.monotonic() - started
         proxy = _DeferFinish(target)
         if ctx.profile_path:
             from pyinstrument import Profiler
@@ -114,5 +139,6 @@ def run(ctx: RunContext) -> Outcome:
             "high_water_bytes": result.high_water_bytes,
             "arrow_bytes": result.bytes,
             "finish_s": round(finish_s, 3),
+            "describe_s": round(describe_s, 3),
         },
     )

@@ -161,11 +161,12 @@ def _fmt(v: float | None, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def markdown_table(summaries: Sequence[Summary], labels: dict[str, str]) -> str:
+def markdown_table(summaries: Sequence[Summary], labels: dict[str, str], ratio_header: str = "x pipe") -> str:
     """A Markdown table, one row per (table, method): median [min-max] s, rows/s, MB/s, peak RSS
-    (MiB), ratio to the pipe; capped methods are marked and report the rate they reached."""
+    (MiB), ratio to the reference method (column ``ratio_header``); capped methods are marked and
+    report the rate they reached."""
     lines = [
-        "| table | method | rows copied | median s [min-max] | rows/s | MB/s | peak RSS MiB | x pipe |",
+        f"| table | method | rows copied | median s [min-max] | rows/s | MB/s | peak RSS MiB | {ratio_header} |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
@@ -182,9 +183,12 @@ def markdown_table(summaries: Sequence[Summary], labels: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_chart(summaries: Sequence[Summary], labels: dict[str, str], path: Path, title: str) -> None:
-    """A PNG with two horizontal bar panels per table: ratio to the pipe (time, log scale) and
-    peak RSS (MiB). Uses matplotlib's Agg backend (no display needed)."""
+def plot_chart(
+    summaries: Sequence[Summary], labels: dict[str, str], path: Path, title: str, reference: str = "COPY pipe"
+) -> None:
+    """A PNG with two horizontal bar panels per table: ratio to the reference method (time, log
+    scale; ``reference`` names it) and peak RSS (MiB). Uses matplotlib's Agg backend (no display
+    needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,14 +206,14 @@ def plot_chart(summaries: Sequence[Summary], labels: dict[str, str], path: Path,
         ax.axvline(1.0, color="black", lw=0.8)
         ax.set_xscale("log")
         ax.invert_yaxis()
-        ax.set_title(f"{table}: time for the table, x COPY pipe (lower is better)")
+        ax.set_title(f"{table}: time for the table, x {reference} (lower is better)", fontsize=10)
         for y, v in enumerate(ratios):
             ax.text(v, y, f" {v:.2f}x", va="center", fontsize=8)
         ax2 = axes[row][1]
         ax2.barh(names, rss, color="#dd8452")
         ax2.invert_yaxis()
         ax2.set_yticklabels([])
-        ax2.set_title(f"{table}: peak RSS of the copying process (MiB)")
+        ax2.set_title(f"{table}: peak RSS of the copying process (MiB)", fontsize=10)
         for y, v in enumerate(rss):
             ax2.text(v, y, f" {v:.0f}", va="center", fontsize=8)
     fig.suptitle(title + "   (* = time-capped, rate reached)")
@@ -227,8 +231,16 @@ def write_results(
     summaries: Sequence[Summary],
     labels: dict[str, str],
     chart: bool = True,
+    preamble: Sequence[str] = (),
+    ratio_header: str = "x pipe",
+    reference: str = "COPY pipe",
 ) -> dict[str, Path]:
     """Write ``<stem>.json`` (meta, summaries, every run), ``<stem>.md`` and ``<stem>.png``.
+
+    Args:
+        preamble: paragraphs printed in the Markdown between the title and the meta list (caveats).
+        ratio_header: heading of the ratio column of the Markdown table.
+        reference: name of the method every ratio is taken against, for the chart.
 
     Returns:
         ``{"json": path, "md": path, "png": path}`` (``png`` only when ``chart``).
@@ -245,6 +257,8 @@ def write_results(
     }
     paths["json"].write_text(json.dumps(payload, indent=1, default=str) + "\n")
     head = [f"# Loader throughput: {meta.get('title', stem)}", ""]
+    for paragraph in preamble:
+        head += [paragraph, ""]
     for key in ("started", "scale", "repeats", "time_cap_s", "machine", "note"):
         if key in meta:
             head.append(f"- {key}: {meta[key]}")
@@ -254,8 +268,8 @@ def write_results(
     if "versions" in meta:
         head.append("- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     head.append("")
-    paths["md"].write_text("\n".join(head) + "\n" + markdown_table(summaries, labels))
+    paths["md"].write_text("\n".join(head) + "\n" + markdown_table(summaries, labels, ratio_header))
     if chart:
         paths["png"] = out_dir / f"{stem}.png"
-        plot_chart(summaries, labels, paths["png"], meta.get("title", stem))
+        plot_chart(summaries, labels, paths["png"], meta.get("title", stem), reference)
     return paths
