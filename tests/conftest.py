@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -130,7 +132,10 @@ def mssql_server(tmp_path_factory):
         reason = babelfish_available()
         if reason is not None:
             pytest.skip(f"no TDS server: {MSSQL_URI_ENV} is not set and Babelfish cannot run here: {reason}")
-        handle = start_local_babelfish(Path(tmp_path_factory.mktemp("babelfish")))
+        # outside pytest's basetemp: a concurrent pytest session prunes old basetemp folders, and a
+        # running server must not lose its install or data directory under it
+        state = Path(tempfile.mkdtemp(prefix="so-test-babelfish-"))
+        handle = start_local_babelfish(state)
         endpoint = endpoint_from_uri(handle.uri("master"), "babelfish")
     server = TdsServer(endpoint, "", handle)
     conn = server.connect("master")
@@ -146,6 +151,7 @@ def mssql_server(tmp_path_factory):
     finally:
         if handle is not None:
             handle.stop()
+            shutil.rmtree(handle.data_dir.parent, ignore_errors=True)
 
 
 _mssql_counter = itertools.count()

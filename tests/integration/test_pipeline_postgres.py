@@ -197,7 +197,8 @@ def test_retry_after_failure_after_spilling_loads_each_row_once(local_pg, fresh_
         spec = source.describe("Votes")
         target.prepare_table(spec)
         real_write = target.write_batches
-        settings = CopySettings(spill_root=tmp_path, memory_budget_bytes=1 * MiB, batch_bytes=64 * 1024)
+        # load_mode drop: the unit writes into this target's own table (swap would write its staging copy)
+        settings = CopySettings(spill_root=tmp_path, memory_budget_bytes=1 * MiB, batch_bytes=64 * 1024, load_mode="drop")
 
         def failing_write(s, batches):
             def first_ten():
