@@ -39,7 +39,7 @@ def test_dag_rules(dagbag, dag_id):
     assert all(t.retries >= 2 for t in dag.tasks)
     assert dag.catchup is False
     assert dag.doc_md and "Airflow DAG" in dag.doc_md
-    assert {t.task_id for t in dag.tasks} == {"plan", "copy", "validate", "summary", "cleanup"}
+    assert {t.task_id for t in dag.tasks} == {"plan", "copy", "foreign_keys", "validate", "summary", "cleanup"}
     # sweeps spill debris whatever the copies did, without deciding the run's state
     assert dag.task_dict["cleanup"].is_teardown and dag.task_dict["cleanup"].trigger_rule == "all_done_setup_success"
     assert dag.params["memory_budget_mib"] == 128 and dag.params["load_mode"] == "swap"

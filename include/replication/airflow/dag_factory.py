@@ -1,4 +1,5 @@
-"""Build a replication DAG: plan -> copy (one mapped task per table) -> validate -> summary -> cleanup.
+"""Build a replication DAG: plan -> copy (one mapped task per table) -> foreign_keys -> validate ->
+summary -> cleanup.
 
 Both DAGs (``replicate_stackoverflow_to_postgres``, ``replicate_stackoverflow_to_target``) are this
 one shape with different connection ids, so the DAG files stay a few lines long. Parsing the DAG
@@ -27,7 +28,8 @@ DEFAULT_PARAMS: dict[str, Param] = {
         [],
         type="array",
         items={"type": "string"},
-        description="Source tables to copy; empty = every base table of the source schema.",
+        description='Source tables to copy: "Table" (the source\'s default schema) or "schema.Table"; empty = every '
+        "base table of the source's default schema.",
     ),
     "memory_budget_mib": Param(
         DEFAULT_MEMORY_BUDGET_MIB, type="integer", minimum=1, maximum=65536,
@@ -48,6 +50,20 @@ DEFAULT_PARAMS: dict[str, Param] = {
         description="swap: load a staging copy, swap it in when it is complete and checked (readers keep the "
         "previous replica until then); truncate: keep the existing table, grants and views, TRUNCATE and load "
         "in one transaction; drop: drop and re-create the tables (a first load).",
+    ),
+    "foreign_keys": Param(
+        True, type="boolean",
+        description="Create the source's foreign keys between the copied tables after every table is loaded.",
+    ),
+    "generated_columns": Param(
+        "keep", type="string", enum=["keep", "plain"],
+        description="keep: re-create generated (computed) columns as generated (same dialect only; the plan fails "
+        "for another dialect); plain: copy their values as ordinary columns.",
+    ),
+    "schema_map": Param(
+        {}, type="object",
+        description='Target schema per source schema for "schema.Table" entries of tables, e.g. '
+        '{"archive": "archive_copy"}; unlisted schemas keep their name.',
     ),
     "sqlserver_write_method": Param(
         "executemany", type="string", enum=["executemany", "bulk_copy"],
@@ -94,7 +110,7 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
 
             params = get_current_context()["params"]
             return plan_tables(source_conn_id, target_conn_id, list(params.get("tables") or []),
-                               str(params.get("load_mode", "swap")))
+                               str(params.get("load_mode", "swap")), params)
 
         @task(map_index_template="{{ task.op_kwargs['table'] }}")
         def copy(table: str) -> dict[str, object]:
@@ -113,11 +129,18 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
             )
 
         @task
+        def foreign_keys(tables: list[str]) -> list[str]:
+            """Create the source's foreign keys between the copied tables, once every table is loaded."""
+            from include.replication.airflow.tasks import add_foreign_keys
+
+            return add_foreign_keys(source_conn_id, target_conn_id, tables, get_current_context()["params"])
+
+        @task
         def validate(tables: list[str]) -> list[dict[str, object]]:
             """Compare exact source and target row counts of every copied table."""
             from include.replication.airflow.tasks import validate_tables
 
-            return validate_tables(source_conn_id, target_conn_id, tables)
+            return validate_tables(source_conn_id, target_conn_id, tables, get_current_context()["params"])
 
         @task
         def summary(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:
@@ -139,7 +162,7 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
         tables: Any = plan()
         copies: Any = copy.expand(table=tables)
         counts: Any = validate(tables)
-        copies >> counts
+        copies >> foreign_keys(tables) >> counts
         summary(counts, copies) >> cleanup()
 
     return replication()

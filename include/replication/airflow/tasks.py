@@ -15,9 +15,12 @@ from typing import Any
 
 from include.replication.airflow.connections import endpoint_from_airflow
 from include.replication.core.audit import AuditRecord, ensure_audit_table, write_audit
+from include.replication.core.catalog import TableSpec
 from include.replication.core.config import CopySettings
+from include.replication.core.ddl import create_table_sql
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError
+from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
 from include.replication.core.spill import sweep_run
@@ -25,7 +28,7 @@ from include.replication.core.validate import compare_counts, format_count_table
 from include.replication.dialects.base import dialect
 from include.replication.dialects.registry import open_source, open_target
 
-__all__ = ["plan_tables", "copy_one_table", "validate_tables", "summarise", "sweep", "fail_fast"]
+__all__ = ["plan_tables", "copy_one_table", "add_foreign_keys", "validate_tables", "summarise", "sweep", "fail_fast"]
 
 log = logging.getLogger(__name__)
 
@@ -70,37 +73,66 @@ def _resolve(conn_or_endpoint: str | Endpoint, params: Mapping[str, Any] | None 
 
 
 
+def _spec(src: Source, entry: str, params: Mapping[str, Any] | None) -> TableSpec:
+    """The catalog of a ``tables`` entry, with the run's ``generated_columns`` choice applied."""
+    ref = TableRef.parse(entry)
+    spec = src.describe(ref.name, ref.schema)
+    return spec.as_plain() if (params or {}).get("generated_columns") == "plain" else spec
+
+
+def _target_for(tgt: Target, entry: str, params: Mapping[str, Any] | None) -> Target:
+    """The target writing ``entry``: ``tgt``, or a clone on the entry's target schema."""
+    schema = target_schema(TableRef.parse(entry), (params or {}).get("schema_map") or None)
+    return tgt.clone(schema=schema) if schema is not None and schema != tgt.schema else tgt
+
+
 def plan_tables(
-    source: str | Endpoint, target: str | Endpoint, tables: list[str] | None, load_mode: str = "swap"
+    source: str | Endpoint, target: str | Endpoint, tables: list[str] | None, load_mode: str = "swap",
+    params: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Read every source table's catalog, failing now, before any table is touched, on a type the
-    type map cannot express exactly; create the audit table. Only the ``drop`` load mode drops
-    and re-creates the target tables here; ``swap`` and ``truncate`` leave them as they are until
-    each copy has its new rows ready.
+    """Read every source table's catalog and map its DDL to the target, failing now, before any
+    table is touched, on a type or generated column the target cannot hold exactly; create the
+    audit table. Only the ``drop`` load mode drops and re-creates the target tables here; ``swap``
+    and ``truncate`` leave them as they are until each copy has its new rows ready.
 
     Args:
         source: source connection id (or endpoint).
         target: target connection id (or endpoint).
-        tables: source table names; None or empty = every base table of the source schema.
+        tables: ``Table`` or ``schema.Table`` entries (:class:`core.naming.TableRef`); None or
+            empty = every base table of the source's default schema.
         load_mode: ``swap``, ``truncate`` or ``drop`` (:data:`core.config.LoadMode`).
+        params: the DAG params (``generated_columns``, ``schema_map``).
 
     Returns:
-        Table names, largest row estimate first (so the long copies start first).
+        The entries, largest row estimate first (so the long copies start first).
 
     Raises:
         ConfigurationError: a named table does not exist.
-        UnsupportedTypeError: a column type is not in the type map.
+        UnsupportedTypeError: a column type is not in the type map, or the target cannot hold it.
     """
     with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
-        names = list(tables) if tables else src.list_tables()
-        specs = [src.describe(n) for n in names]
+        entries = list(tables) if tables else src.list_tables()
+        specs = {entry: _spec(src, entry, params) for entry in entries}
+        for spec in specs.values():
+            create_table_sql(spec, tgt.dialect, tgt.schema, source=src.dialect)  # raises before anything is touched
         if load_mode == "drop":
-            for spec in specs:
-                tgt.prepare_table(spec)
+            for entry, spec in specs.items():
+                with _closing_clone(tgt, _target_for(tgt, entry, params)) as where:
+                    where.prepare_table(spec)
         ensure_audit_table(tgt)
-        ordered = sorted(specs, key=lambda s: (-s.row_estimate, s.name))
-        log.info("planned %d tables: %s", len(ordered), ", ".join(f"{s.name} (~{s.row_estimate:,} rows)" for s in ordered))
-        return [s.name for s in ordered]
+        ordered = sorted(specs, key=lambda e: (-specs[e].row_estimate, e))
+        log.info("planned %d tables: %s", len(ordered), ", ".join(f"{e} (~{specs[e].row_estimate:,} rows)" for e in ordered))
+        return ordered
+
+
+@contextlib.contextmanager
+def _closing_clone(tgt: Target, where: Target) -> Iterator[Target]:
+    """``where``, closed at the end when it is a clone of ``tgt``."""
+    try:
+        yield where
+    finally:
+        if where is not tgt:
+            where.close()
 
 
 def copy_one_table(
@@ -113,7 +145,7 @@ def copy_one_table(
     attempt: int,
     label: str,
 ) -> dict[str, object]:
-    """Copy one table (one copy unit) and write its audit row, success or failure.
+    """Copy one table (a ``tables`` entry) and write its audit row, success or failure.
 
     Returns:
         ``CopyResult.as_dict()``.
@@ -125,14 +157,43 @@ def copy_one_table(
     settings = CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label)
     target_ep = _resolve(target, params)
     with fail_fast(), _opened(_resolve(source), target_ep) as (src, tgt):
-        spec = src.describe(table)
+        spec = _spec(src, table, params)
         try:
-            result = copy_table(src, tgt, spec, settings)
+            with _closing_clone(tgt, _target_for(tgt, table, params)) as where:
+                result = copy_table(src, where, spec, settings)
         except Exception as exc:
             _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}"))
             raise
         write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result))
         return result.as_dict()
+
+
+def add_foreign_keys(source: str | Endpoint, target: str | Endpoint, tables: list[str],
+                     params: Mapping[str, Any] | None = None) -> list[str]:
+    """After every table of the run is loaded: create the source's foreign keys whose tables are
+    both in the run (param ``foreign_keys``, default on), validated against the loaded rows.
+
+    Returns:
+        ``table.constraint`` of each foreign key created or re-validated.
+
+    Raises:
+        AirflowFailException: a foreign key the loaded rows violate (names the constraint).
+    """
+    if (params or {}).get("foreign_keys", True) is False:
+        log.info("foreign keys: off (param foreign_keys)")
+        return []
+    done: list[str] = []
+    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
+        specs = {entry: _spec(src, entry, params) for entry in tables}
+        names = {TableRef.parse(e).name for e in tables}
+        for entry, spec in specs.items():
+            keys = [fk for fk in spec.foreign_keys if fk.ref_table in names]
+            if keys:
+                with _closing_clone(tgt, _target_for(tgt, entry, params)) as where:
+                    where.add_foreign_keys(spec, keys)
+                done += [f"{spec.name}.{fk.name}" for fk in keys]
+    log.info("foreign keys: %s", ", ".join(done) or "none in this run")
+    return done
 
 
 def _audit_failure(target: Target, endpoint: Endpoint, record: AuditRecord) -> None:
@@ -161,7 +222,8 @@ def sweep(params: Mapping[str, Any], *, run_id: str, label: str) -> list[str]:
     return sweep_run(settings.spill_root, label, run_id)
 
 
-def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str]) -> list[dict[str, object]]:
+def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str],
+                    params: Mapping[str, Any] | None = None) -> list[dict[str, object]]:
     """Compare exact row counts of every table; log the table.
 
     Returns:
@@ -171,7 +233,8 @@ def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list
         AirflowFailException: some count differs.
     """
     with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
-        return [r.as_dict() for r in compare_counts(src, tgt, tables)]
+        schema_map = (params or {}).get("schema_map") or None
+        return [r.as_dict() for r in compare_counts(src, tgt, tables, schema_map=schema_map)]
 
 
 def summarise(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:

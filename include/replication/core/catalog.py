@@ -12,7 +12,7 @@ characters for text types and bytes for binary types; ``-1`` means ``(max)`` / u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MAX_LENGTH = -1
 """Length value meaning ``(max)`` (SQL Server) or unbounded (PostgreSQL ``text``)."""
@@ -30,6 +30,11 @@ class ColumnSpec:
         scale: numeric scale; None if n/a.
         nullable: True if the column accepts NULL.
         identity: True if the column is an IDENTITY / identity column.
+        generated: the expression of a generated (computed) column, in the source dialect's SQL;
+            None for an ordinary column. Re-created as generated only in a target of the same
+            dialect; writers never send its values (the target computes them).
+        generated_stored: True when the generated values are stored (PostgreSQL ``STORED``, SQL
+            Server ``PERSISTED``), False for virtual ones.
     """
 
     name: str
@@ -39,6 +44,8 @@ class ColumnSpec:
     scale: int | None = None
     nullable: bool = True
     identity: bool = False
+    generated: str | None = None
+    generated_stored: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,17 @@ class TableSpec:
     def column_names(self) -> tuple[str, ...]:
         """Column names in ordinal order."""
         return tuple(c.name for c in self.columns)
+
+    @property
+    def written_columns(self) -> tuple[str, ...]:
+        """Names of the columns a writer sends (generated columns are computed by the target)."""
+        return tuple(c.name for c in self.columns if c.generated is None)
+
+    def as_plain(self) -> TableSpec:
+        """This table with its generated columns turned into plain ones (their values copied):
+        the ``generated_columns: plain`` choice for a target of another dialect."""
+        columns = tuple(replace(c, generated=None) if c.generated is not None else c for c in self.columns)
+        return replace(self, columns=columns)
 
     def column(self, name: str) -> ColumnSpec:
         """Return the column called ``name``.

@@ -78,6 +78,9 @@ class Dialect:
             dialect is case-sensitive anyway.
         count_expression: the exact row count aggregate (``count(*)``; SQL Server's
             ``COUNT_BIG(*)`` does not overflow at 2^31 rows).
+        generated_template: column DDL of a generated column, with ``{name}``, ``{type}``,
+            ``{expression}`` and ``{storage}`` (:attr:`generated_storage`'s word for stored or virtual).
+        generated_storage: (stored, virtual) keywords of :attr:`generated_template`.
         temporal_limits: target DDL base type (``datetime``, ``timestamp``, ``date``) -> the
             values it holds exactly (:class:`TemporalLimits`); checked on every batch before it is
             written, so a value the type would reject or round fails with table, column and key.
@@ -101,6 +104,8 @@ class Dialect:
     case_sensitive_text: bool = True
     case_sensitive_collation: str | None = None
     count_expression: str = "count(*)"
+    generated_template: str = "{name} {type} GENERATED ALWAYS AS ({expression}) {storage}"
+    generated_storage: tuple[str, str] = ("STORED", "VIRTUAL")
     temporal_limits: Mapping[str, TemporalLimits] = field(default_factory=dict)
 
     def quote(self, name: str) -> str:

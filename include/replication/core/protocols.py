@@ -27,7 +27,7 @@ from typing import Protocol, Self
 
 import pyarrow as pa
 
-from include.replication.core.catalog import TableSpec
+from include.replication.core.catalog import ForeignKeySpec, TableSpec
 from include.replication.core.dialect import Dialect
 from include.replication.core.keyranges import KeyRange
 
@@ -159,6 +159,11 @@ class Target(Protocol):
         identity / sequence to max(Id)."""
         ...
 
+    def add_foreign_keys(self, spec: TableSpec, keys: Sequence[ForeignKeySpec]) -> None:
+        """Create (and validate) the foreign keys ``keys`` of ``spec`` that the table lacks; leave
+        the ones it has. Raises ``TargetError`` naming the constraint the rows violate."""
+        ...
+
     def stage(self, spec: TableSpec) -> Target:
         """A target on its own connection that writes the staging copy of ``spec`` (the ``swap``
         load mode: loaded, keyed and counted before :meth:`swap_in` replaces the live table)."""
@@ -196,8 +201,9 @@ class Target(Protocol):
         the batch; return rows written. For small bookkeeping tables (the audit)."""
         ...
 
-    def clone(self) -> Target:
-        """A second target on its own connection to the same database (one per parallel unit)."""
+    def clone(self, schema: str | None = None) -> Target:
+        """A second target on its own connection to the same database (one per parallel unit),
+        writing into ``schema`` when given."""
         ...
 
     def close(self) -> None:

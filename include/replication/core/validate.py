@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from include.replication.core.errors import ValidationError
+from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.protocols import Source, Target
 
 __all__ = ["CountRow", "compare_counts", "format_count_table"]
@@ -37,14 +39,18 @@ class CountRow:
         return {**asdict(self), "ok": self.ok}
 
 
-def compare_counts(source: Source, target: Target, tables: list[str], *, raise_on_mismatch: bool = True) -> list[CountRow]:
+def compare_counts(
+    source: Source, target: Target, tables: list[str], *, raise_on_mismatch: bool = True,
+    schema_map: Mapping[str, str] | None = None,
+) -> list[CountRow]:
     """Count every table in source and target.
 
     Args:
         source: open source.
         target: open target.
-        tables: source table names.
+        tables: ``Table`` or ``schema.Table`` entries (:class:`core.naming.TableRef`).
         raise_on_mismatch: raise when any count differs.
+        schema_map: source schema -> target schema of qualified entries (default the same name).
 
     Returns:
         One :class:`CountRow` per table, in the given order.
@@ -54,8 +60,15 @@ def compare_counts(source: Source, target: Target, tables: list[str], *, raise_o
     """
     rows = []
     for name in tables:
-        spec = source.describe(name)
-        rows.append(CountRow(name, source.count_rows(spec), target.count_rows(spec)))
+        ref = TableRef.parse(name)
+        spec = source.describe(ref.name, ref.schema)
+        schema = target_schema(ref, schema_map)
+        if schema is None or schema == target.schema:
+            counted = target.count_rows(spec)
+        else:
+            with target.clone(schema=schema) as there:
+                counted = there.count_rows(spec)
+        rows.append(CountRow(name, source.count_rows(spec), counted))
     log.info("row counts, source vs target:\n%s", format_count_table(rows))
     bad = [r for r in rows if not r.ok]
     if bad and raise_on_mismatch:

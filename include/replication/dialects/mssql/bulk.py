@@ -17,6 +17,7 @@ Python datetimes, which hold 6 fractional digits; a value with a non-zero 7th di
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -33,7 +34,17 @@ from include.replication.core.errors import ConfigurationError, DataError
 from include.replication.dialects.mssql.convert import ColumnWritePlan, write_plan
 from include.replication.dialects.mssql.dialect import MSSQL
 
-__all__ = ["bulk_columns", "bulk_rows", "write_rows_bulk"]
+__all__ = ["bulk_columns", "bulk_rows", "writable", "write_rows_bulk"]
+
+
+def writable(spec: TableSpec, batch: pa.RecordBatch | None = None) -> tuple[TableSpec, pa.RecordBatch | None]:
+    """The table and batch without their generated (computed) columns, which SQL Server computes
+    itself and refuses values for."""
+    if all(c.generated is None for c in spec.columns):
+        return spec, batch
+    kept = tuple(c for c in spec.columns if c.generated is None)
+    narrowed = dataclasses.replace(spec, columns=kept)
+    return narrowed, (batch.select([c.name for c in kept]) if batch is not None else None)
 
 _ARGS = re.compile(r"^(\w+)(?:\((\w+)(?:,(\d+))?\))?$")
 _CANONICAL = re.compile(
@@ -190,6 +201,9 @@ def write_rows_bulk(cursor: Any, spec: TableSpec, batch: pa.RecordBatch, *, sche
     if batch.num_rows == 0:
         return 0
     check_batch(spec, batch, MSSQL)
+    spec, narrowed = writable(spec, batch)
+    assert narrowed is not None
+    batch = narrowed
     plans = write_plan(spec)
     rows = bulk_rows(spec, batch, plans)
     cursor.copy_to(

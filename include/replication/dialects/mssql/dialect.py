@@ -64,6 +64,8 @@ MSSQL = Dialect(
     case_sensitive_collation=MSSQL_CASE_SENSITIVE_COLLATION,
     count_expression="COUNT_BIG(*)",
     temporal_limits=_TEMPORAL,
+    generated_template="{name} AS {expression}{storage}",  # a computed column takes its type from the expression
+    generated_storage=(" PERSISTED", ""),
 )
 """SQL Server: bracketed names, ``dbo``, 7 fractional digits, lengths in UTF-16 code units,
 ``IDENTITY(seed, increment)``, clustered primary keys."""

@@ -75,10 +75,11 @@ ORDER BY t.name
 
 COLUMNS_SQL = """
 SELECT c.name, bt.name AS base_type, ut.is_assembly_type, ut.name AS declared_type, c.max_length,
-       c.precision, c.scale, c.is_nullable, c.is_identity
+       c.precision, c.scale, c.is_nullable, c.is_identity, cc.definition, cc.is_persisted
 FROM sys.columns AS c
 JOIN sys.types AS ut ON ut.user_type_id = c.user_type_id
 LEFT JOIN sys.types AS bt ON bt.user_type_id = c.system_type_id
+LEFT JOIN sys.computed_columns AS cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id
 WHERE c.object_id = OBJECT_ID(%s)
 ORDER BY c.column_id
 """
@@ -139,7 +140,7 @@ def column_from_catalog(row: tuple[Any, ...], table: str = "?") -> ColumnSpec:
 
     Args:
         row: ``(name, base_type, is_assembly_type, declared_type, max_length (bytes), precision,
-            scale, is_nullable, is_identity)``.
+            scale, is_nullable, is_identity[, computed definition, is_persisted])``.
         table: qualified table name, for messages.
 
     Returns:
@@ -149,7 +150,9 @@ def column_from_catalog(row: tuple[Any, ...], table: str = "?") -> ColumnSpec:
         CLR types (``hierarchyid``, ``geometry``, ``geography``) keep their own name, so
         ``typemap`` rejects them with ``UnsupportedTypeError`` before any copy.
     """
-    name, base, is_assembly, declared, max_length, precision, scale, nullable, identity = row
+    name, base, is_assembly, declared, max_length, precision, scale, nullable, identity = row[:9]
+    computed = row[9] if len(row) > 9 else None
+    persisted = bool(row[10]) if len(row) > 10 and row[10] is not None else True
     typ = str(declared if (is_assembly or base is None) else base).lower()
     if typ == "rowversion":
         typ = "timestamp"
@@ -173,6 +176,8 @@ def column_from_catalog(row: tuple[Any, ...], table: str = "?") -> ColumnSpec:
         scale=sc,
         nullable=bool(nullable),
         identity=bool(identity),
+        generated=str(computed) if computed else None,
+        generated_stored=persisted,
     )
 
 

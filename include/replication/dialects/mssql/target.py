@@ -21,6 +21,7 @@ most ``min(1000, floor(2099 / columns))`` rows (:func:`mssql_convert.chunk_rows`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.replication.core.catalog import TableSpec
+from include.replication.core.catalog import ForeignKeySpec, TableSpec
 from include.replication.core.checks import check_batch
 from include.replication.core.config import MiB
 from include.replication.core.ddl import (
@@ -38,6 +39,7 @@ from include.replication.core.ddl import (
     count_sql,
     create_table_sql,
     drop_keys_sql,
+    foreign_key_sql,
     primary_key_name,
     primary_key_sql,
     reproducible,
@@ -49,7 +51,7 @@ from include.replication.core.keyranges import KeyRange, range_predicate
 from include.replication.core.locks import lock_resource
 from include.replication.core.protocols import Closing
 from include.replication.dialects.base import dialect as dialect_named
-from include.replication.dialects.mssql.bulk import bulk_columns, write_rows_bulk
+from include.replication.dialects.mssql.bulk import bulk_columns, writable, write_rows_bulk
 from include.replication.dialects.mssql.connect import connect_mssql, connect_pytds, is_transient, write_method
 from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
 from include.replication.dialects.mssql.dialect import MSSQL
@@ -75,6 +77,18 @@ JOIN sys.database_principals AS pr ON pr.principal_id = pe.grantee_principal_id
 WHERE pe.class = 1 AND pe.major_id = OBJECT_ID(%s) AND pe.minor_id = 0
 """
 """Permissions granted or denied on the table (Babelfish returns none: its grants are not visible)."""
+
+_REFERENCING_FKS_SQL = """
+SELECT QUOTENAME(OBJECT_SCHEMA_NAME(f.parent_object_id)) + '.' + QUOTENAME(OBJECT_NAME(f.parent_object_id)), f.name,
+       pc.name, rc.name
+FROM sys.foreign_keys AS f
+JOIN sys.foreign_key_columns AS k ON k.constraint_object_id = f.object_id
+JOIN sys.columns AS pc ON pc.object_id = k.parent_object_id AND pc.column_id = k.parent_column_id
+JOIN sys.columns AS rc ON rc.object_id = k.referenced_object_id AND rc.column_id = k.referenced_column_id
+WHERE f.referenced_object_id = OBJECT_ID(%s) AND f.parent_object_id <> f.referenced_object_id
+ORDER BY f.name, k.constraint_column_id
+"""
+"""Foreign keys of other tables referencing the table (table, name, column, referenced column)."""
 
 _DEPENDENT_VIEWS_SQL = """
 SELECT DISTINCT QUOTENAME(OBJECT_SCHEMA_NAME(d.referencing_id)) + '.' + QUOTENAME(OBJECT_NAME(d.referencing_id))
@@ -195,6 +209,8 @@ def write_rows(
     if batch.num_rows == 0:
         return 0
     check_batch(spec, batch, MSSQL)
+    spec, narrowed = writable(spec, batch)
+    batch = narrowed if narrowed is not None else batch
     plans = write_plan(spec)
     rows = batch_to_params(spec, batch, plans)
     names = spec.column_names
@@ -390,9 +406,11 @@ class MssqlTarget(Closing):
         with self._transaction("cannot create table", spec.qualified_name):
             self._run(sql)
 
-    def clone(self) -> MssqlTarget:
-        """A second target on its own connection (one per parallel key-range unit)."""
-        twin = MssqlTarget(self.endpoint, staging=self.staging, key_suffix=self.key_suffix)
+    def clone(self, schema: str | None = None) -> MssqlTarget:
+        """A second target on its own connection (one per parallel key-range unit), writing into
+        ``schema`` when given (a ``schema.table`` entry's target schema)."""
+        endpoint = dataclasses.replace(self.endpoint, schema=schema) if schema else self.endpoint
+        twin = MssqlTarget(endpoint, staging=self.staging, key_suffix=self.key_suffix)
         twin._database_checked = self._database_checked
         return twin
 
@@ -415,6 +433,22 @@ class MssqlTarget(Closing):
                           "AND kc.type = 'PK'", (MSSQL.qualified(self.schema, spec.name),))
         taken = str(names[0][0]).lower() if names else ""
         return STAGE_SUFFIX + "2" if taken.endswith(STAGE_SUFFIX.lower()) else STAGE_SUFFIX
+
+    def add_foreign_keys(self, spec: TableSpec, keys: Sequence[ForeignKeySpec]) -> None:
+        """Create the foreign keys the table lacks (checked as they are added), and re-check the ones
+        a swap re-added ``WITH NOCHECK``.
+
+        Raises:
+            TargetError: the loaded rows violate one (permanent; names it).
+        """
+        for fk in keys:
+            with self._transaction(f"foreign key {fk.name} -> {fk.ref_table} failed", f"{self.schema}.{spec.name}"):
+                state = self._run("SELECT is_not_trusted FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s) "
+                                  "AND name = %s", (self._name(spec), fk.name))
+                if not state:
+                    self._run(foreign_key_sql(spec, fk, MSSQL, self.schema))
+                elif state[0][0]:
+                    self._run(f"ALTER TABLE {self._name(spec)} WITH CHECK CHECK CONSTRAINT {MSSQL.quote(fk.name)}")
 
     def discard(self, spec: TableSpec) -> None:
         """Drop this target's physical table of ``spec`` (a failed staging copy); never raises:
@@ -527,7 +561,12 @@ class MssqlTarget(Closing):
             key_suffix = self._stage_key_suffix(spec)
             grants = self._run(_GRANTS_SQL, (live,)) if self._run("SELECT OBJECT_ID(%s, 'U')", (live,))[0][0] else []
             views = self._run(_DEPENDENT_VIEWS_SQL, (live,)) if not self._is_babelfish() else []
+            referencing: dict[tuple[str, str], list[tuple[str, str]]] = {}
+            for table, name, col, ref_col in self._run(_REFERENCING_FKS_SQL, (live,)):
+                referencing.setdefault((str(table), str(name)), []).append((str(col), str(ref_col)))
             self._run("BEGIN TRANSACTION")
+            for table, name in referencing:  # re-added WITH NOCHECK on the new table below
+                self._run(f"ALTER TABLE {table} DROP CONSTRAINT {MSSQL.quote(name)}")
             if self._run("SELECT OBJECT_ID(%s, 'U')", (live,))[0][0] is not None:
                 self._run("EXEC sp_rename %s, %s, 'OBJECT'", (live, old))
             self._run("EXEC sp_rename %s, %s, 'OBJECT'", (MSSQL.qualified(self.schema, spec.name + STAGE_SUFFIX), spec.name))
@@ -542,6 +581,11 @@ class MssqlTarget(Closing):
                 verb = "DENY" if str(state).upper() == "DENY" else "GRANT"
                 option = " WITH GRANT OPTION" if str(state).upper() == "GRANT_WITH_GRANT_OPTION" else ""
                 self._run(f"{verb} {permission} ON {live} TO {MSSQL.quote(str(grantee))}{option}")
+            for (table, name), pairs in referencing.items():
+                cols = ", ".join(MSSQL.quote(c) for c, _ in pairs)
+                refs = ", ".join(MSSQL.quote(r) for _, r in pairs)
+                self._run(f"ALTER TABLE {table} WITH NOCHECK ADD CONSTRAINT {MSSQL.quote(name)} "
+                          f"FOREIGN KEY ({cols}) REFERENCES {live} ({refs})")
             for (view,) in views:
                 self._run("EXEC sp_refreshview %s", (str(view),))
             self._run("COMMIT TRANSACTION")
@@ -605,7 +649,7 @@ class MssqlTarget(Closing):
         """
         started = time.monotonic()
         rows = 0
-        columns = bulk_columns(spec) if self.write_method == "bulk_copy" else None
+        columns = bulk_columns(writable(spec)[0]) if self.write_method == "bulk_copy" else None
         identity = spec.identity.column if spec.identity is not None else None
         lo: int | None = None
         hi: int | None = None

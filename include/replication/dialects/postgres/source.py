@@ -38,7 +38,11 @@ SELECT c.column_name, c.data_type, c.character_maximum_length, c.numeric_precisi
        c.identity_start, c.identity_increment,
        (SELECT a.atttypmod FROM pg_attribute a
         WHERE a.attrelid = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass
-          AND a.attname = c.column_name) AS typmod
+          AND a.attname = c.column_name) AS typmod,
+       c.is_generated, c.generation_expression,
+       (SELECT a.attgenerated FROM pg_attribute a
+        WHERE a.attrelid = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass
+          AND a.attname = c.column_name) AS attgenerated
 FROM information_schema.columns c
 WHERE c.table_schema = $1 AND c.table_name = $2
 ORDER BY c.ordinal_position
@@ -120,6 +124,7 @@ def _column(row: tuple[Any, ...]) -> ColumnSpec:
             scale = int(num_scale) if num_scale is not None else None
     elif data_type.startswith(("timestamp", "time")):
         precision = int(dt_prec) if dt_prec is not None else 6
+    generated = str(row[12]) if len(row) > 12 and row[11] == "ALWAYS" and row[12] else None
     return ColumnSpec(
         name=name,
         source_type=data_type,
@@ -128,6 +133,8 @@ def _column(row: tuple[Any, ...]) -> ColumnSpec:
         scale=scale,
         nullable=is_nullable == "YES",
         identity=is_identity == "YES",
+        generated=generated,
+        generated_stored=not (len(row) > 13 and row[13] == "v"),
     )
 
 

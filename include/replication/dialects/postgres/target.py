@@ -8,6 +8,7 @@ One copy unit is one transaction on one connection: ``TRUNCATE`` (transactional 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from include.replication.core.batching import row_key
-from include.replication.core.catalog import TableSpec
+from include.replication.core.catalog import ForeignKeySpec, TableSpec
 from include.replication.core.checks import check_batch
 from include.replication.core.ddl import (
     STAGE_SUFFIX,
@@ -26,6 +27,7 @@ from include.replication.core.ddl import (
     count_sql,
     create_table_sql,
     drop_keys_sql,
+    foreign_key_sql,
     primary_key_name,
     reproducible,
 )
@@ -60,6 +62,12 @@ WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::regclass AND v.oi
 """
 """Views reading the table (name, definition); run with search_path = pg_catalog so every name in
 the definition is schema-qualified."""
+
+_REFERENCING_FKS_SQL = """
+SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
+FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = $1::regclass AND c.conrelid <> $1::regclass
+"""
+"""Foreign keys of other tables referencing the table (table, name, definition with qualified names)."""
 
 _GRANTS_SQL = """
 SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, a.privilege_type, a.is_grantable
@@ -207,9 +215,11 @@ class PostgresTarget(Closing):
             self._conn.rollback()
             raise TargetError(f"cannot create table: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
-    def clone(self) -> PostgresTarget:
-        """A second target on its own connection (one per parallel key-range unit)."""
-        return PostgresTarget(self.endpoint, staging=self.staging)
+    def clone(self, schema: str | None = None) -> PostgresTarget:
+        """A second target on its own connection (one per parallel key-range unit), writing into
+        ``schema`` when given (a ``schema.table`` entry's target schema)."""
+        endpoint = dataclasses.replace(self.endpoint, schema=schema) if schema else self.endpoint
+        return PostgresTarget(endpoint, staging=self.staging)
 
     def _lock_name(self, spec: TableSpec) -> str:
         return f"{self.endpoint.database}.{self.schema}.{spec.name}"
@@ -311,6 +321,7 @@ class PostgresTarget(Closing):
         old = spec.name + "__old"
         views: list[tuple[str, str]] = []
         grants: list[tuple[str, str, bool]] = []
+        referencing: list[tuple[str, str, str]] = []
         try:
             self._conn.rollback()
             if self._run("SELECT to_regclass($1)", (live,))[0][0] is not None:
@@ -318,7 +329,10 @@ class PostgresTarget(Closing):
                 self._run("SET LOCAL search_path = pg_catalog")  # view text with every name qualified
                 views = [(str(r[0]), str(r[1])) for r in self._run(_DEPENDENT_VIEWS_SQL, (live,))]
                 grants = [(str(r[0]), str(r[1]), bool(r[2])) for r in self._run(_GRANTS_SQL, (live,))]
+                referencing = [(str(r[0]), str(r[1]), str(r[2])) for r in self._run(_REFERENCING_FKS_SQL, (live,))]
                 self._run("RESET search_path")
+                for table, name, _ in referencing:  # re-added NOT VALID on the new table below
+                    self._run(f"ALTER TABLE {table} DROP CONSTRAINT {POSTGRES.quote(name)}")
                 self._run(f"ALTER TABLE {live} RENAME TO {POSTGRES.quote(old)}")
             self._run(f"ALTER TABLE {stage} RENAME TO {POSTGRES.quote(spec.name)}")
             for name, definition in views:
@@ -332,6 +346,8 @@ class PostgresTarget(Closing):
                           f"RENAME TO {POSTGRES.quote(ix.name)}")
             for grantee, privilege, grantable in grants:
                 self._run(f"GRANT {privilege} ON {live} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}")
+            for table, name, definition in referencing:
+                self._run(f"ALTER TABLE {table} ADD CONSTRAINT {POSTGRES.quote(name)} {definition} NOT VALID")
             self._conn.commit()
         except Exception as exc:
             self._conn.rollback()
@@ -339,7 +355,38 @@ class PostgresTarget(Closing):
             raise TargetError(f"swapping the new copy in failed, the previous one is kept: {exc}"
                               + (hint if sqlstate(exc) == "2BP01" else ""), table=f"{self.schema}.{spec.name}",
                               retryable=is_transient(exc) and sqlstate(exc) != "2BP01") from exc
-        log.info("swapped %s in (%d views re-pointed, %d grants kept)", live, len(views), len(grants))
+        for table, name, _ in referencing:  # checked against the new rows outside the short swap
+            try:
+                self._run(f"ALTER TABLE {table} VALIDATE CONSTRAINT {POSTGRES.quote(name)}")
+                self._conn.commit()
+            except Exception as exc:  # noqa: BLE001 - the constraint stays, NOT VALID, and says so
+                self._conn.rollback()
+                log.warning("foreign key %s of %s on the new %s is not valid for its rows (kept NOT VALID: new rows are "
+                            "checked): %s", name, table, live, exc)
+        log.info("swapped %s in (%d views re-pointed, %d grants kept, %d foreign keys re-attached)", live, len(views),
+                 len(grants), len(referencing))
+
+    def add_foreign_keys(self, spec: TableSpec, keys: Sequence[ForeignKeySpec]) -> None:
+        """Create the foreign keys the table lacks (validated as they are added), and validate the
+        ones a swap re-added ``NOT VALID``.
+
+        Raises:
+            TargetError: the loaded rows violate one (permanent; names it).
+        """
+        for fk in keys:
+            try:
+                self._conn.rollback()
+                state = self._run("SELECT convalidated FROM pg_constraint WHERE conrelid = $1::regclass AND conname = $2",
+                                  (self._name(spec), fk.name))
+                if not state:
+                    self._run(foreign_key_sql(spec, fk, POSTGRES, self.schema))
+                elif not state[0][0]:
+                    self._run(f"ALTER TABLE {self._name(spec)} VALIDATE CONSTRAINT {POSTGRES.quote(fk.name)}")
+                self._conn.commit()
+            except Exception as exc:
+                self._conn.rollback()
+                raise TargetError(f"foreign key {fk.name} -> {fk.ref_table} failed: {exc}", table=f"{self.schema}.{spec.name}",
+                                  retryable=is_transient(exc)) from exc
 
     def discard(self, spec: TableSpec) -> None:
         """Drop this target's physical table of ``spec`` (a failed staging copy); never raises:
@@ -422,7 +469,10 @@ class PostgresTarget(Closing):
             ReplicationError: whatever the batch iterator raised (e.g. the reader's SourceError).
             TargetError: COPY failed for another reason.
         """
-        schema = target_arrow_schema(spec, POSTGRES)
+        written = list(spec.written_columns)  # generated columns are computed by PostgreSQL
+        full = target_arrow_schema(spec, POSTGRES)
+        schema = pa.schema([full.field(n) for n in written])
+        project = len(written) != len(spec.columns)
         failure: list[BaseException] = []
         rows = 0
         sent: deque[tuple[int, pa.RecordBatch]] = deque(maxlen=SENT_KEYS_KEPT)  # (first row, key columns)
@@ -435,7 +485,8 @@ class PostgresTarget(Closing):
                     check_batch(spec, batch, POSTGRES)
                     sent.append((rows, batch.select(keys)))
                     rows += batch.num_rows
-                    yield adapt_batch(spec, batch, POSTGRES)
+                    adapted = adapt_batch(spec, batch, POSTGRES)
+                    yield adapted.select(written) if project else adapted
             except BaseException as exc:  # surfaced below as the real error, not ADBC's
                 failure.append(exc)
                 raise
