@@ -22,7 +22,7 @@ import pyarrow as pa
 import pytest
 
 from include.replication.core.config import CopySettings, MiB
-from include.replication.core.errors import DataError, ReplicationError, TargetError, UnsupportedTypeError
+from include.replication.core.errors import DataError, ReplicationError, TargetError, UnsupportedTypeError, ValidationError
 from include.replication.core.pipeline import copy_table
 from include.replication.dialects.registry import open_source, open_target
 
@@ -113,6 +113,31 @@ def test_a_failing_key_build_keeps_the_previous_replica(local_pg, replica, tmp_p
         with pytest.raises(TargetError) as info:
             copy_table(source, target, spec, CopySettings(spill_root=tmp_path / "spill"))
     assert info.value.retryable is False and "could not create unique index" in str(info.value)
+    _intact(local_pg, tgt, role, before)
+
+
+def test_a_copy_failing_its_count_check_keeps_the_previous_replica(local_pg, replica, tmp_path):
+    """A target that silently loses a row (here a BEFORE INSERT trigger, attached by an event trigger
+    to every staging table created, drops Id 2500) fails the unit's count check: ValidationError,
+    not retried, and the previous replica is untouched."""
+    src, tgt, role = replica
+    before = _table(local_pg, tgt, "Comments")
+    _sql(local_pg, tgt,
+         "CREATE FUNCTION drop_one() RETURNS trigger LANGUAGE plpgsql AS "
+         "$$ BEGIN IF NEW.\"Id\" = 2500 THEN RETURN NULL; END IF; RETURN NEW; END $$",
+         "CREATE FUNCTION attach_drop_one() RETURNS event_trigger LANGUAGE plpgsql AS $$ "
+         "DECLARE r record; BEGIN FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() "
+         "WHERE command_tag = 'CREATE TABLE' AND object_identity LIKE '%__stage%' LOOP "
+         "EXECUTE format('CREATE TRIGGER lose_a_row BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION drop_one()', "
+         "r.object_identity); END LOOP; END $$",
+         "CREATE EVENT TRIGGER lose_rows ON ddl_command_end EXECUTE FUNCTION attach_drop_one()")
+    try:
+        with pytest.raises(ValidationError) as info:
+            _copy(local_pg, src, tgt, "Comments", tmp_path)
+    finally:
+        _sql(local_pg, tgt, "DROP EVENT TRIGGER lose_rows")
+    assert info.value.retryable is False
+    assert "Comments" in str(info.value) and "4999" in str(info.value) and "5000" in str(info.value)
     _intact(local_pg, tgt, role, before)
 
 
