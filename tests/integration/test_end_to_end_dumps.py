@@ -77,6 +77,8 @@ def test_dump_replicates_exactly_through_airflow(dump, local_pg, fresh_database,
     for run in range(2):
         proc = dags_test(DAG_ID, env, conf=conf, log_file=tmp_path / f"run{run}.log")
         assert proc.returncode == 0, (tmp_path / f"run{run}.log").read_text()[-5000:]
+        # regression: summary iterated the lazy XCom list of the mapped copies past its end
+        assert "XCom not found" not in proc.stdout + proc.stderr
         target = _snapshot(local_pg.endpoint(tgt_db))
         assert set(target) == set(source)
         for name, table in source.items():

@@ -147,7 +147,9 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
             """Log the per-table source/target row-count table."""
             from include.replication.airflow.tasks import summarise
 
-            return summarise(counts, list(copies))
+            # index the lazy XCom sequence by its length: iterating it asks for one XCom past the
+            # end, which the API answers 404 and the task log shows as an error
+            return summarise(counts, [copies[i] for i in range(len(copies))])
 
         @teardown
         def cleanup() -> list[str]:
