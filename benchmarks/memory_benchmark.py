@@ -489,7 +489,12 @@ def plot(rows: Sequence[Row], path: Path) -> None:
                  label=f"buffer high-water, overlap {mode}")  # fmt: skip
         ax2.plot(xs, [r["wall_s"] for r in sel], marker=marker, color=color, label=f"wall time, overlap {mode}")
     budget = float(rows[0]["budget_mib"])
-    ax1.axhline(budget, color="grey", linewidth=0.8, label=f"budget {budget:.0f} MiB")
+    ax1.axhline(budget, color="grey", linewidth=0.8,
+                label=f"row-data budget {budget:.0f} MiB (buffer + batches in flight; not an RSS limit)")
+    # what RSS is bounded by: the process's own baseline plus the row data it may hold
+    bound = max(float(r["baseline_rss_mib"]) for r in rows) + budget
+    ax1.axhline(bound, color="black", linewidth=0.8, linestyle="--",
+                label=f"baseline RSS + row-data budget ({bound:.0f} MiB)")
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_xlabel("table size (MB of Arrow row data)")

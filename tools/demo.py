@@ -26,7 +26,7 @@ from include.replication.core.audit import AUDIT_TABLE
 from include.replication.core.validate import compare_counts, format_count_table
 from include.replication.dialects.registry import open_source, open_target
 from tools.airflow_local import PROJECT_ROOT, airflow_env, dags_test, migrate
-from tools.localpg import start_local_postgres
+from tools.localpg import LocalPostgres, start_local_postgres
 
 __all__ = ["main", "SOURCE_DB", "TARGET_DB", "DAG_ID"]
 
@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget-mib", type=int, default=128,
                    help="DAG param: most MiB of row data a copy task holds in memory (default 128)")
     p.add_argument("--skip-fill", action="store_true", help="keep the source as it is (re-run the DAG only)")
-    p.add_argument("--stop", action="store_true", help="stop the PostgreSQL server at the end (default: keep it)")
+    p.add_argument("--stop", action="store_true",
+                   help="only stop the demo's PostgreSQL server (started by an earlier run) and exit")
+    p.add_argument("--stop-after", action="store_true", help="run the demo, then stop the server (default: keep it)")
     return p
 
 
@@ -67,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.monotonic()
     state = args.state_dir.resolve()
+    if args.stop:
+        return _stop(state / "pg" / "data")
     server = start_local_postgres(state / "pg" / "data")
     source_ep, target_ep = server.endpoint(SOURCE_DB), server.endpoint(TARGET_DB)
     try:
@@ -124,8 +128,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nsource: {server.uri(SOURCE_DB)}\ntarget: {server.uri(TARGET_DB)}")
         return 0 if ok else 1
     finally:
-        if args.stop:
+        if args.stop_after:
             server.stop()
+
+
+def _stop(data_dir: Path) -> int:
+    """Stop the demo's server if it runs (nothing else happens); exit code 0 either way."""
+    if not (data_dir / "postmaster.pid").exists():
+        print(f"the demo's PostgreSQL server is not running (data directory {data_dir})")
+        return 0
+    LocalPostgres(data_dir, socket_dir=str(data_dir)).stop()
+    print(f"stopped the demo's PostgreSQL server (data directory {data_dir} kept; the next demo run restarts it)")
+    return 0
 
 
 if __name__ == "__main__":

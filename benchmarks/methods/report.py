@@ -183,6 +183,28 @@ def markdown_table(summaries: Sequence[Summary], labels: dict[str, str], ratio_h
     return "\n".join(lines) + "\n"
 
 
+RATIO_TICKS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+"""Ratio axis ticks (x the reference): one label per factor of about 2, never minor labels."""
+
+
+def _ratio_axis(ax: Any, ratios: Sequence[float]) -> None:
+    """Log-scaled ratio axis labelled ``0.5x 1x 2x ...`` only (matplotlib's minor log labels
+    ``1.05x10^0 1.1x10^0 ...`` overlap on a narrow span), with 1x always in range."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    shown = [r for r in ratios if r > 0] or [1.0]
+    lo, hi = min(min(shown), 1.0) / 1.25, max(max(shown), 1.0) * 1.35
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ticks = [t for t in RATIO_TICKS if lo <= t <= hi]
+    if len(ticks) < 2:  # a narrow span: add its ends, rounded
+        ticks = sorted({round(lo * 1.1, 2), 1.0, round(hi / 1.1, 2)})
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}x"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_chart(
     summaries: Sequence[Summary], labels: dict[str, str], path: Path, title: str, reference: str = "COPY pipe"
 ) -> None:
@@ -204,7 +226,7 @@ def plot_chart(
         ax = axes[row][0]
         ax.barh(names, ratios, color=["#4c72b0" if s.method.startswith("ours") else "#999999" for s in items])
         ax.axvline(1.0, color="black", lw=0.8)
-        ax.set_xscale("log")
+        _ratio_axis(ax, ratios)
         ax.invert_yaxis()
         ax.set_title(f"{table}: time for the table, x {reference} (lower is better)", fontsize=10)
         for y, v in enumerate(ratios):

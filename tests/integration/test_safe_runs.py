@@ -22,7 +22,13 @@ import pyarrow as pa
 import pytest
 
 from include.replication.core.config import CopySettings, MiB
-from include.replication.core.errors import DataError, ReplicationError, TargetError, UnsupportedTypeError, ValidationError
+from include.replication.core.errors import (
+    DataError,
+    ReplicationError,
+    TargetError,
+    UnsupportedTypeError,
+    ValidationError,
+)
 from include.replication.core.pipeline import copy_table
 from include.replication.dialects.registry import open_source, open_target
 
