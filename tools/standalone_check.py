@@ -30,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DAG_ID = "replicate_stackoverflow_to_postgres"
+DOWNSTREAM_DAG_ID = "report_on_replicated_tables"
+"""The example DAG scheduled on the replication's table assets (dags/report_on_replicated_tables.py)."""
 SOURCE_DB = "so_standalone_source"
 TARGET_DB = "so_standalone_target"
 SOURCE_CONN_ID = "stackoverflow_source"
@@ -198,6 +201,90 @@ class StandaloneAirflow:
         self.stop()
 
 
+class ProcessTreeRss:
+    """Samples the resident memory of every process under ``airflow standalone`` while a run goes.
+
+    Processes are told apart by the titles Airflow 3.1 sets (``setproctitle``):
+    ``airflow worker -- LocalExecutor: <ti id>`` is a task's supervisor (the LocalExecutor worker,
+    ``airflow/executors/local_executor.py``) and ``airflow worker -- <ti id>`` the task process
+    itself (``airflow/sdk/execution_time/task_runner.py``). Everything else (scheduler,
+    dag-processor, api-server, triggerer, idle workers) counts as ``other``.
+
+    Attributes:
+        peak_task_bytes: highest RSS of any one task process (bytes).
+        peak_supervisor_bytes: highest RSS of any one supervisor (bytes).
+        peak_total_bytes: highest sum of RSS over the whole tree at one sample (bytes): what a
+            container holding every component (``astro dev start``'s scheduler) must fit.
+        peak_other_bytes: highest sum of RSS of the other processes at one sample (bytes).
+        peak_tasks_at_once: most task processes alive at one sample.
+    """
+
+    def __init__(self, root_pid: int, interval_s: float = 0.25) -> None:
+        self.root_pid = root_pid
+        self.interval_s = interval_s
+        self.peak_task_bytes = 0
+        self.peak_supervisor_bytes = 0
+        self.peak_total_bytes = 0
+        self.peak_other_bytes = 0
+        self.peak_tasks_at_once = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    @staticmethod
+    def kind(cmdline: Sequence[str]) -> str:
+        """``"task"``, ``"supervisor"`` or ``"other"`` for a process's command line."""
+        title = " ".join(cmdline)
+        if title.startswith("airflow worker -- LocalExecutor"):
+            return "supervisor"
+        if title.startswith("airflow worker -- "):
+            return "task"
+        return "other"
+
+    def sample(self) -> None:
+        """Take one sample of the tree (processes that end mid-sample are skipped)."""
+        import psutil
+
+        try:
+            procs = [psutil.Process(self.root_pid), *psutil.Process(self.root_pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        total = tasks = other = 0
+        for proc in procs:
+            try:
+                rss = proc.memory_info().rss
+                kind = self.kind(proc.cmdline())
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            total += rss
+            if kind == "task":
+                tasks += 1
+                self.peak_task_bytes = max(self.peak_task_bytes, rss)
+            elif kind == "supervisor":
+                self.peak_supervisor_bytes = max(self.peak_supervisor_bytes, rss)
+            else:
+                other += rss
+        self.peak_other_bytes = max(self.peak_other_bytes, other)
+        self.peak_total_bytes = max(self.peak_total_bytes, total)
+        self.peak_tasks_at_once = max(self.peak_tasks_at_once, tasks)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def start(self) -> None:
+        """Start sampling in a daemon thread."""
+        self._thread.start()
+
+    def stop(self) -> dict[str, int]:
+        """Stop sampling; returns the peaks (bytes, and ``tasks_at_once`` as a count)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        return {"task_bytes": self.peak_task_bytes, "supervisor_bytes": self.peak_supervisor_bytes,
+                "total_bytes": self.peak_total_bytes, "other_bytes": self.peak_other_bytes,
+                "tasks_at_once": self.peak_tasks_at_once}
+
+
 def _suppress_lookup() -> contextlib.suppress:
     """Ignore 'no such process' (the process ended between listing and signalling)."""
     import psutil
@@ -325,6 +412,27 @@ class AirflowRestClient:
             time.sleep(3)
         raise TimeoutError(f"run {run_id} still {state} after {timeout_s:.0f} s")
 
+    def wait_asset_triggered_run(self, dag_id: str, airflow: StandaloneAirflow, timeout_s: float) -> dict[str, Any]:
+        """Wait for a finished ``asset_triggered`` run of ``dag_id`` (a DAG scheduled on an asset).
+
+        Returns:
+            The DAG run JSON.
+
+        Raises:
+            TimeoutError: no such run finished within ``timeout_s`` seconds.
+            RuntimeError: ``airflow standalone`` exited.
+        """
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            if not airflow.alive():
+                raise RuntimeError("airflow standalone exited while waiting for the downstream run")
+            runs = self.request("GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+            done = [r for r in runs if r["run_type"] == "asset_triggered" and r["state"] in _TERMINAL_RUN_STATES]
+            if done:
+                return dict(done[0])
+            time.sleep(3)
+        raise TimeoutError(f"no asset-triggered run of {dag_id} finished within {timeout_s:.0f} s")
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of the run (mapped ones included)."""
         out = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")
@@ -450,6 +558,8 @@ class StandaloneReport:
         log_file: combined output of the Airflow components.
         airflow_home: AIRFLOW_HOME used.
         orphans: PIDs that needed SIGKILL at stop (empty = clean stop).
+        memory: peak RSS under the run (:meth:`ProcessTreeRss.stop`): ``task_bytes``,
+            ``supervisor_bytes``, ``total_bytes`` (the whole Airflow process tree), ``tasks_at_once``.
     """
 
     result: CheckResult | None
@@ -463,6 +573,7 @@ class StandaloneReport:
     log_file: Path
     airflow_home: Path
     orphans: list[int]
+    memory: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -540,20 +651,37 @@ def standalone_check(
     run: dict[str, Any] | None = None
     tis: list[dict[str, Any]] = []
     error: str | None = None
+    memory: dict[str, int] = {}
+    downstream: dict[str, Any] | None = None
     try:
         airflow.start()
         try:
             t = time.monotonic()
             client.wait_ready(DAG_ID, airflow, ready_timeout_s)
+            client.wait_ready(DOWNSTREAM_DAG_ID, airflow, ready_timeout_s)
             timings["start+parse"] = time.monotonic() - t
             client.unpause(DAG_ID)
+            client.unpause(DOWNSTREAM_DAG_ID)
             conf = {"memory_budget_mib": memory_budget_mib, "spill_root": str(spill_root)}
             run_id = client.trigger(DAG_ID, conf)
             log.info("triggered %s run %s with conf %s; waiting at most %.0f s", DAG_ID, run_id, json.dumps(conf), run_timeout_s)
             t = time.monotonic()
-            run = client.wait_run(DAG_ID, run_id, airflow, run_timeout_s)
+            assert airflow.proc is not None
+            sampler = ProcessTreeRss(airflow.proc.pid)
+            sampler.start()
+            try:
+                run = client.wait_run(DAG_ID, run_id, airflow, run_timeout_s)
+            finally:
+                memory = sampler.stop()
             timings["run"] = time.monotonic() - t
             tis = client.task_instances(DAG_ID, run_id)
+            if run.get("state") == "success":
+                try:
+                    downstream = client.wait_asset_triggered_run(DOWNSTREAM_DAG_ID, airflow, 180)
+                    log.info("downstream %s: run %s %s, triggered by the table asset events", DOWNSTREAM_DAG_ID,
+                             downstream["dag_run_id"], downstream["state"])
+                except TimeoutError:
+                    log.exception("the downstream DAG did not run")
         except Exception as exc:  # reported; the processes are stopped below
             error = f"{type(exc).__name__}: {exc}"
             log.exception("the standalone run did not finish")
@@ -563,7 +691,8 @@ def standalone_check(
         airflow.stop()
         timings["stop"] = time.monotonic() - t
     if run is None:
-        return StandaloneReport(None, error, tables, tis, [], [], timings, port, log_file, airflow_home, airflow.orphans)
+        return StandaloneReport(None, error, tables, tis, [], [], timings, port, log_file, airflow_home, airflow.orphans,
+                                memory)
     run_id = str(run["dag_run_id"])
     source, target = open_source(server.endpoint(source_db)), open_target(server.endpoint(target_db))
     try:
@@ -577,11 +706,14 @@ def standalone_check(
         source.close()
         target.close()
     result = verify_run(run, tis, tables, audit, counts)
+    result.check(downstream is not None and downstream["state"] == "success",
+                 f"{DOWNSTREAM_DAG_ID} ran, triggered by the table asset events "
+                 f"(run: {downstream['dag_run_id'] + ' ' + downstream['state'] if downstream else 'none'})")
     left = sorted(str(p.relative_to(spill_root)) for p in spill_root.rglob("*") if p.is_file())
     result.check(not left, f"no spill file left behind in {spill_root} (left: {left[:5] or 'none'})")
     result.check(not airflow.orphans, f"every Airflow process ended on SIGTERM (SIGKILLed: {airflow.orphans or 'none'})")
     return StandaloneReport(result, None, tables, tis, counts, audit, timings, port, log_file, airflow_home,
-                            airflow.orphans)
+                            airflow.orphans, memory)
 
 
 def format_report(report: StandaloneReport) -> str:
@@ -603,11 +735,44 @@ def format_report(report: StandaloneReport) -> str:
         lines += ["", f"{AUDIT_TABLE} rows of the run (table, status, attempt, rows_written, spill_files):"]
         lines += ["  " + "  ".join(str(v) for v in row) for row in report.audit]
         lines += ["", "Checks:", *report.result.lines]
+    if report.memory:
+        mib = {k: v / 2**20 for k, v in report.memory.items() if k.endswith("_bytes")}
+        lines += ["", f"Peak RSS during the run: task process {mib['task_bytes']:.0f} MiB, its supervisor "
+                      f"{mib['supervisor_bytes']:.0f} MiB, scheduler and the other components {mib['other_bytes']:.0f} MiB, "
+                      f"whole Airflow process tree {mib['total_bytes']:.0f} MiB "
+                      f"({report.memory['tasks_at_once']} task processes at once at most)"]
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
     rows = sum(c.target_rows for c in report.counts)
     lines += ["", f"{'OK' if report.ok else 'FAILED'}: {len(report.tables)} tables, {rows:,} rows; "
               f"{phases}; Airflow log {report.log_file}"]
     return "\n".join(lines)
+
+
+def write_results_json(report: StandaloneReport, args: argparse.Namespace, path: Path) -> None:
+    """Write the check's figures as JSON: the command, ok, timings (seconds), peak RSS (bytes and
+    MiB), rows per table, the checks' lines, Python and Airflow versions."""
+    import platform
+
+    from airflow import __version__ as airflow_version
+
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in sorted(vars(args).items())
+            if v is not None and k not in ("state_dir", "results_json", "keep_pg", "port")]
+    data = {
+        "command": "python -m tools.standalone_check " + " ".join(argv),
+        "ok": report.ok,
+        "error": report.error,
+        "timings_s": {k: round(v, 1) for k, v in report.timings.items()},
+        "peak_rss": {**report.memory, **{k.replace("_bytes", "_mib"): round(v / 2**20, 1)
+                                          for k, v in report.memory.items() if k.endswith("_bytes")}},
+        "rows": {c.table: c.target_rows for c in report.counts},
+        "checks": report.result.lines if report.result else [],
+        "python": platform.python_version(),
+        "airflow": airflow_version,
+        "cpus": os.cpu_count(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    log.info("figures written to %s", path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -627,6 +792,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-timeout", type=float, default=240, help="seconds to wait for the parsed DAG (default 240)")
     p.add_argument("--run-timeout", type=float, default=600, help="seconds to wait for the run (default 600)")
     p.add_argument("--keep-pg", action="store_true", help="leave the PostgreSQL server running at the end")
+    p.add_argument("--results-json", type=Path, default=None,
+                   help="also write the figures (timings, peak RSS, rows, checks) as JSON to this file")
     return p
 
 
@@ -652,6 +819,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.stop()
     print("\n" + format_report(report))
     print(f"wall time {time.monotonic() - started:.1f} s")
+    if args.results_json is not None:
+        write_results_json(report, args, args.results_json)
     if not report.ok:
         run_id = report.result.run_id if report.result else ""
         tail = _task_log_tail(report.airflow_home, run_id) if run_id else ""

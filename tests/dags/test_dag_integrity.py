@@ -28,7 +28,26 @@ def test_every_dag_file_imports(dagbag):
 
 
 def test_expected_dag_ids(dagbag):
-    assert set(dagbag.dag_ids) == {"replicate_stackoverflow_to_postgres", "replicate_stackoverflow_to_target"}
+    assert set(dagbag.dag_ids) == {"replicate_stackoverflow_to_postgres", "replicate_stackoverflow_to_target",
+                                   "report_on_replicated_tables"}
+
+
+@pytest.mark.parametrize("dag_id", ["replicate_stackoverflow_to_postgres", "replicate_stackoverflow_to_target"])
+def test_copies_emit_table_assets_through_the_dag_alias(dagbag, dag_id):
+    from airflow.sdk import AssetAlias
+
+    copy = dagbag.dags[dag_id].task_dict["copy"]
+    assert copy.outlets == [AssetAlias(f"{dag_id}.tables")]
+
+
+def test_the_downstream_example_is_scheduled_on_the_replication_alias(dagbag):
+    from airflow.sdk import AssetAlias
+
+    dag = dagbag.dags["report_on_replicated_tables"]
+    assert dag.timetable.asset_condition == AssetAlias("replicate_stackoverflow_to_postgres.tables")
+    assert dag.tags and "stackoverflow" in dag.tags
+    assert all(t.retries >= 2 for t in dag.tasks)
+    assert dag.catchup is False
 
 
 @pytest.mark.parametrize("dag_id", ["replicate_stackoverflow_to_postgres", "replicate_stackoverflow_to_target"])

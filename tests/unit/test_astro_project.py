@@ -7,8 +7,12 @@ values compared with the project's decisions.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +20,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-RUNTIME_IMAGE = "astrocrpublic.azurecr.io/runtime:3.1-3"
-"""Astro Runtime 3.1-3, from the Airflow 3 Runtime registry (not quay.io/astronomer/astro-runtime)."""
+RUNTIME_IMAGE = "astrocrpublic.azurecr.io/runtime:3.1-3-python-3.11"
+"""Astro Runtime 3.1-3, its Python 3.11 distribution, from the Airflow 3 Runtime registry (not
+quay.io/astronomer/astro-runtime); tag form ``<runtime-version>-python-<python-version>`` from
+Astro's "Customize your Astro project Dockerfile"."""
 
 ASTRO_CLI_PROJECT_KEYS = {
     "airflow.expose_port",
@@ -155,6 +161,52 @@ def test_dockerfile_starts_from_astro_runtime_3_1_3_single_stage(dockerfile: str
     assert froms == [RUNTIME_IMAGE]
 
 
+def test_the_image_python_is_the_python_the_tests_run_on(dockerfile: str) -> None:
+    (image,) = [args for keyword, args in dockerfile_instructions(dockerfile) if keyword == "FROM"]
+    match = re.fullmatch(r".*:(\d+\.\d+-\d+)-python-(\d+)\.(\d+)", image)
+    assert match is not None, image
+    assert (int(match[2]), int(match[3])) == sys.version_info[:2]
+    lock = (ROOT / "requirements-dev.lock").read_text(encoding="utf-8")
+    assert f"-p {match[2]}.{match[3]}" in lock.splitlines()[1]  # `uv pip compile ... -p 3.11` header
+
+
+_ALLOCATOR_PROBE = """
+import ctypes, json, pyarrow as pa
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+libc.free(libc.malloc(4 << 20))   # freeing a 4 MiB mmap-ed block raises glibc's dynamic threshold to 4 MiB
+before = libc.mallinfo2().hblks
+block = libc.malloc(1 << 20)      # then a 1 MiB block: heap (dynamic threshold) or mmap (pinned 128 KiB)
+print(json.dumps({"pool": pa.default_memory_pool().backend_name, "mmapped_blocks": libc.mallinfo2().hblks - before}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc tunables")
+def test_dockerfile_allocator_variables_take_effect(dockerfile: str) -> None:
+    """The two ENV lines do what tune_allocators() does at run time: Arrow uses the system pool and
+    glibc keeps mmap-ing blocks above 128 KiB after a large free (no dynamic threshold)."""
+    env = dockerfile_env(dockerfile)
+    assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"
+    from include.replication.core.allocators import MMAP_THRESHOLD_BYTES
+
+    assert int(env["MALLOC_MMAP_THRESHOLD_"]) == MMAP_THRESHOLD_BYTES
+    base = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "MALLOC_MMAP_THRESHOLD_")}
+
+    def probe(extra: dict[str, str]) -> dict[str, object]:
+        out = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], env={**base, **extra},
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    default, image = probe({}), probe({k: env[k] for k in ("ARROW_DEFAULT_MEMORY_POOL", "MALLOC_MMAP_THRESHOLD_")})
+    assert default["pool"] != "system" and default["mmapped_blocks"] == 0  # the defaults this fixes
+    assert image == {"pool": "system", "mmapped_blocks": 1}
+
+
 def test_dockerfile_sets_concurrency_limits(dockerfile: str) -> None:
     env = dockerfile_env(dockerfile)
     assert int(env["AIRFLOW__CORE__PARALLELISM"]) == 16
@@ -195,9 +247,24 @@ def test_compose_override_sets_local_memory_limits() -> None:
     override = yaml.safe_load((ROOT / "docker-compose.override.yml").read_text(encoding="utf-8"))
     services = override["services"]
     assert set(services) <= ASTRO_AIRFLOW3_SERVICES
-    assert compose_bytes(services["scheduler"]["mem_limit"]) == 2 * GIB
+    assert compose_bytes(services["scheduler"]["mem_limit"]) == 4 * GIB
     assert compose_bytes(services["api-server"]["mem_limit"]) == 1 * GIB
     assert compose_bytes(services["triggerer"]["mem_limit"]) == 512 * MIB
+
+
+def test_local_concurrency_fits_the_scheduler_memory_limit() -> None:
+    """LocalExecutor: every running task (task process + supervisor) lives in the scheduler
+    container. The figures come from the committed real-scheduler measurement; 10 % margin."""
+    measured = json.loads((ROOT / "benchmarks" / "results" / "standalone_scale0.05_parallelism8.json").read_text())
+    assert measured["ok"] and measured["peak_rss"]["tasks_at_once"] == 8
+    peak = measured["peak_rss"]
+    scheduler = yaml.safe_load((ROOT / "docker-compose.override.yml").read_text(encoding="utf-8"))["services"]["scheduler"]
+    parallelism = int(scheduler["environment"]["AIRFLOW__CORE__PARALLELISM"])
+    assert int(scheduler["environment"]["AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG"]) <= parallelism
+    need = parallelism * (peak["task_bytes"] + peak["supervisor_bytes"]) * 1.1 + peak["other_bytes"]
+    assert need <= compose_bytes(scheduler["mem_limit"]), f"{need / GIB:.2f} GiB needed"
+    # the image's 8 tasks per DAG would not fit: the local override is what keeps it in bounds
+    assert 8 * (peak["task_bytes"] + peak["supervisor_bytes"]) + peak["other_bytes"] > compose_bytes(scheduler["mem_limit"])
 
 
 def test_compose_bytes_units_and_rejects_kubernetes_quantities() -> None:

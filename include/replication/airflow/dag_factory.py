@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task, teardown
 
+from include.replication.airflow.assets import replication_alias
 from include.replication.core.config import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_MEMORY_BUDGET_MIB,
@@ -112,13 +113,15 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
             return plan_tables(source_conn_id, target_conn_id, list(params.get("tables") or []),
                                str(params.get("load_mode", "swap")), params)
 
-        @task(map_index_template="{{ task.op_kwargs['table'] }}")
+        @task(map_index_template="{{ task.op_kwargs['table'] }}", outlets=[replication_alias(dag_id)])
         def copy(table: str) -> dict[str, object]:
-            """Copy one table through the bounded buffer and write its audit row."""
+            """Copy one table through the bounded buffer, write its audit row, emit the target
+            table's asset event and OpenLineage datasets."""
+            from include.replication.airflow.assets import publish_copy
             from include.replication.airflow.tasks import copy_one_table
 
             ctx = get_current_context()
-            return copy_one_table(
+            result = copy_one_table(
                 table,
                 source_conn_id,
                 target_conn_id,
@@ -127,6 +130,8 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
                 attempt=int(ctx["ti"].try_number or 1),
                 label=dag_id,
             )
+            publish_copy(ctx, dag_id, result, mode=str(ctx["params"].get("load_mode", "swap")))
+            return result
 
         @task
         def foreign_keys(tables: list[str]) -> list[str]:

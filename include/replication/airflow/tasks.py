@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from include.replication.airflow.assets import table_asset
 from include.replication.airflow.connections import endpoint_from_airflow
 from include.replication.core.audit import AuditRecord, ensure_audit_table, write_audit
 from include.replication.core.catalog import TableSpec
@@ -148,24 +149,36 @@ def copy_one_table(
     """Copy one table (a ``tables`` entry) and write its audit row, success or failure.
 
     Returns:
-        ``CopyResult.as_dict()``.
+        ``CopyResult.as_dict()`` plus ``source_asset`` and ``target_asset``: the
+        :class:`include.replication.airflow.assets.TableAsset` fields of the table read and the
+        table written (named by connection id, or ``endpoint`` when given an Endpoint).
 
     Raises:
         AirflowFailException: a permanent error (bad value, unsupported type, count mismatch).
         ReplicationError: a retryable error (lost connection).
     """
     settings = CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label)
-    target_ep = _resolve(target, params)
-    with fail_fast(), _opened(_resolve(source), target_ep) as (src, tgt):
+    source_ep, target_ep = _resolve(source), _resolve(target, params)
+    with fail_fast(), _opened(source_ep, target_ep) as (src, tgt):
         spec = _spec(src, table, params)
         try:
             with _closing_clone(tgt, _target_for(tgt, table, params)) as where:
                 result = copy_table(src, where, spec, settings)
+                written_schema = where.schema
         except Exception as exc:
             _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}"))
             raise
         write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result))
-        return result.as_dict()
+    assets = {
+        "source_asset": table_asset(_conn_name(source), source_ep, spec.schema, spec.name),
+        "target_asset": table_asset(_conn_name(target), target_ep, written_schema, spec.name),
+    }
+    return {**result.as_dict(), **{key: dataclasses.asdict(asset) for key, asset in assets.items()}}
+
+
+def _conn_name(conn_or_endpoint: str | Endpoint) -> str:
+    """The connection id, or ``endpoint`` for an Endpoint given directly (tools, tests)."""
+    return conn_or_endpoint if isinstance(conn_or_endpoint, str) else "endpoint"
 
 
 def add_foreign_keys(source: str | Endpoint, target: str | Endpoint, tables: list[str],

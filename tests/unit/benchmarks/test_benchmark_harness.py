@@ -9,6 +9,10 @@ import json
 
 import pytest
 
+# a development package (requirements-dev.txt): `astro dev pytest` in the image skips this module
+pytest.importorskip("psycopg")
+pytest.importorskip("matplotlib")
+
 from benchmarks.methods import METHODS, PIPE_KEY
 from benchmarks.methods.base import Deadline
 from benchmarks.methods.insert_chunks import values_chunk_rows

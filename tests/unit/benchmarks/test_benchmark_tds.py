@@ -9,6 +9,10 @@ import json
 
 import pytest
 
+# a development package (requirements-dev.txt): `astro dev pytest` in the image skips this module
+pytest.importorskip("psycopg")
+pytest.importorskip("matplotlib")
+
 from benchmarks.harness import record_run
 from benchmarks.methods import METHODS, PIPE_KEY, TDS_METHODS, TDS_REFERENCE_KEY, method_info
 from benchmarks.methods.csv_spool import copy_csv_sql, spool_csv

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
+# a development package (requirements-dev.txt): `astro dev pytest` in the image skips this module
+pytest.importorskip("sqlglot")
 import sqlglot
 
 from include.replication.core.catalog import ColumnSpec, TableSpec

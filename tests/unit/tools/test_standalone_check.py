@@ -80,3 +80,36 @@ def test_standalone_env_points_the_execution_api_at_the_api_port(tmp_path) -> No
     assert env["AIRFLOW__API_AUTH__JWT_ISSUER"]  # PyJWT >= 2.11 refuses tokens without a string issuer
     assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 32
     assert env["AIRFLOW_HOME"] == str(tmp_path / "home") and (tmp_path / "home").is_dir()
+
+
+def test_process_tree_rss_tells_tasks_from_supervisors_by_airflow_s_titles():
+    from tools.standalone_check import ProcessTreeRss
+
+    kind = ProcessTreeRss.kind
+    assert kind(["airflow worker -- LocalExecutor: 01a23a73-7f27-7181-bcc5-47091a1af97a"]) == "supervisor"
+    assert kind(["airflow worker -- LocalExecutor: <idle>"]) == "supervisor"
+    assert kind(["airflow worker -- 01a23a73-7f27-7181-bcc5-47091a1af97a"]) == "task"
+    assert kind(["/venv/bin/python", "/venv/bin/airflow", "scheduler"]) == "other"
+    assert kind([]) == "other"
+
+
+def test_process_tree_rss_samples_a_real_process_tree():
+    import subprocess
+    import sys
+
+    from tools.standalone_check import ProcessTreeRss
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"])
+    try:
+        sampler = ProcessTreeRss(child.pid)
+        import time
+
+        deadline = time.monotonic() + 10
+        while sampler.peak_total_bytes < 64 << 20 and time.monotonic() < deadline:
+            sampler.sample()
+            time.sleep(0.1)
+        assert sampler.peak_total_bytes >= 64 << 20  # the child's 64 MiB bytearray is resident
+        assert sampler.peak_other_bytes == sampler.peak_total_bytes and sampler.peak_tasks_at_once == 0
+    finally:
+        child.kill()
+        child.wait()
