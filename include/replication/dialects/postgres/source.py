@@ -147,23 +147,40 @@ sentinels shifted from its 2000-01-01 epoch to Arrow's 1970 one, wrapping around
 adbc-driver-postgresql 1.13). No real value lies there: both are far outside PostgreSQL's range."""
 
 
-def _reject_infinity(spec: TableSpec, field: pa.Field, col: pa.Array, batch: pa.RecordBatch) -> None:
-    """``infinity`` has no Arrow timestamp or date, and no SQL Server type holds it: refuse it by key."""
+PG_MIN_TIMESTAMP_US = -210_866_803_200_000_000
+"""PostgreSQL's earliest timestamp, 4713-11-24 00:00:00 BC (Julian day 0; PostgreSQL docs,
+"Date/Time Types"), in microseconds since 1970. A ``timestamp[us]`` value the reader returns below
+it is not a real value: it is ``infinity``/``-infinity`` (``_INFINITY``) or a timestamp after
+294247-01-10 04:00:54.775807 that wrapped around (PostgreSQL counts microseconds since 2000 up
+to 294276 AD; shifted to Arrow's 1970 epoch those overflow int64, measured with
+adbc-driver-postgresql 1.13: 294276-12-31 23:59:59 came back as -9222426057710551616)."""
+
+
+def _reject_unreadable(spec: TableSpec, field: pa.Field, col: pa.Array, batch: pa.RecordBatch) -> None:
+    """Refuse, by key, the values the reader cannot hand over exactly: ``infinity`` (no Arrow
+    timestamp or date, and no SQL Server type, holds it) and timestamps past the last instant
+    Arrow's ``timestamp[us]`` holds (which the driver wraps around)."""
     if pa.types.is_timestamp(field.type):
         kind, values = "timestamp", col.cast(pa.int64())
+        bad = pc.less(values, PG_MIN_TIMESTAMP_US)
     elif pa.types.is_date32(field.type):
         kind, values = "date", col.cast(pa.int32())
+        bad = pc.is_in(values, value_set=pa.array(list(_INFINITY["date"]), pa.int32()))
     else:
         return
-    sentinels = pa.array(list(_INFINITY[kind]), values.type)
-    hit = pc.fill_null(pc.is_in(values, value_set=sentinels), False)
-    if pc.any(hit).as_py():
-        idx = int(pc.index(hit, True).as_py())
-        raise DataError(
-            f"PostgreSQL '{_INFINITY[kind][values[idx].as_py()]}' cannot be copied exactly: Arrow and SQL Server have "
-            "no infinite date or time (replace it in the source, e.g. with NULL or a real date)",
-            table=spec.qualified_name, column=field.name, key=row_key(spec, batch, idx),
-        )
+    hit = pc.fill_null(bad, False)
+    if not pc.any(hit).as_py():
+        return
+    idx = int(pc.index(hit, True).as_py())
+    raw = values[idx].as_py()
+    if raw in _INFINITY[kind]:
+        message = (f"PostgreSQL '{_INFINITY[kind][raw]}' cannot be copied exactly: Arrow and SQL Server have "
+                   "no infinite date or time (replace it in the source, e.g. with NULL or a real date)")
+    else:
+        message = ("a PostgreSQL timestamp after 294247-01-10 04:00:54.775807, the last instant Arrow's "
+                   "timestamp[us] holds, cannot be copied exactly (PostgreSQL keeps them to 294276 AD; "
+                   "replace it in the source, e.g. with NULL)")
+    raise DataError(message, table=spec.qualified_name, column=field.name, key=row_key(spec, batch, idx))
 
 
 class PostgresSource(Closing):
@@ -358,7 +375,7 @@ class PostgresSource(Closing):
                         table=spec.qualified_name,
                         column=field.name,
                     ) from exc
-            _reject_infinity(spec, field, col, batch)
+            _reject_unreadable(spec, field, col, batch)
             arrays.append(col)
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
