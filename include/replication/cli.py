@@ -252,6 +252,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], No
         yield None
         return
     from rich.console import Console
+    from rich.highlighter import NullHighlighter
     from rich.logging import RichHandler
     from rich.progress import (
         BarColumn,
@@ -264,7 +265,10 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], No
 
     console = Console(stderr=True)
     root = logging.getLogger()
-    handler = RichHandler(console=console, show_path=False, markup=False)
+    handler = RichHandler(
+        console=console, show_time=False, show_level=False, show_path=False, markup=False, highlighter=NullHighlighter()
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))  # the same lines as without a terminal
     saved = root.handlers[:]
     root.handlers = [handler]
     try:
