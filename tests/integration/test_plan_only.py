@@ -239,3 +239,50 @@ def test_a_pattern_matching_nothing_fails_the_dry_run_too(local_pg, replica):
     with pytest.raises(PatternError) as info:
         engine.dry_run(local_pg.endpoint(src), local_pg.endpoint(tgt), {"tables": ["Comment*"]})
     assert info.value.pattern == "Comment*"
+
+
+@pytest.mark.airflow
+def test_the_real_dag_with_plan_only_logs_the_plan_and_leaves_the_replica_as_it_was(local_pg, fresh_database, tmp_path):
+    """``airflow dags test`` twice: a copy with lower-case, templated names, then the same run
+    with plan_only: the second run succeeds, its plan task logs the dry run, no table is copied
+    (the mapped copy expands to nothing) and the target, audit included, is unchanged."""
+    from tools.airflow_local import airflow_env, dags_test, migrate
+
+    src, tgt = fresh_database("dry_dag_src"), fresh_database("dry_dag_tgt")
+    _sql(local_pg, src, *SOURCE)
+    env = airflow_env(
+        tmp_path / "airflow",
+        {
+            "stackoverflow_source": local_pg.airflow_conn_uri(src),
+            "stackoverflow_postgres_target": local_pg.airflow_conn_uri(tgt),
+        },
+    )
+    migrate(env)
+    conf = {
+        "tables": ["Post*", "Users"],
+        "target_case": "lower",
+        "target_table_template": "so_{table}",
+        "spill_root": str(tmp_path / "spill"),
+    }
+    first = dags_test("replicate_stackoverflow_to_postgres", env, conf=conf, log_file=tmp_path / "run1.log")
+    assert first.returncode == 0, (tmp_path / "run1.log").read_text()[-4000:]
+    assert _sql(local_pg, tgt, "SELECT count(*) FROM so_posts") == [(700,)]
+    assert _sql(local_pg, tgt, "SELECT table_name, status FROM replication_audit ORDER BY 1") == [
+        ("Posts", "success"),
+        ("Users", "success"),
+    ]
+    before = snapshot(local_pg, tgt)
+    second = dags_test(
+        "replicate_stackoverflow_to_postgres", env, conf={**conf, "plan_only": True}, log_file=tmp_path / "run2.log"
+    )
+    log = (tmp_path / "run2.log").read_text()
+    assert second.returncode == 0, log[-4000:]
+    assert "plan_only: nothing is changed and no table is copied" in log
+    assert "== public.Posts -> public.so_posts  (~700 rows, load mode swap)" in log
+    assert "action: swap-replace the existing public.so_posts (700 rows)" in log
+    assert "copying public.Posts" not in log
+    after = snapshot(local_pg, tgt)
+    assert {k: v for k, v in after.items() if isinstance(v, list)} == {
+        k: v for k, v in before.items() if isinstance(v, list)
+    }
+    assert all(after[k].equals(before[k]) for k in before if not isinstance(before[k], list))
