@@ -244,9 +244,10 @@ class DryRun:
 
     def format(self) -> str:
         """The report: per table a header (source -> target, estimate, load mode), the action,
-        the source DDL and the target DDL; then the audit line and a nothing-was-changed line."""
+        the source DDL and the target DDL; then the audit line."""
+        count = f"{len(self.tables)} table{'' if len(self.tables) == 1 else 's'}"
         lines = [
-            f"plan: {len(self.tables)} tables from {self.source} to {self.target} (dry run: nothing is changed)",
+            f"plan: {count} from {self.source} to {self.target} (dry run: nothing is changed)",
             "",
         ]
         for p in self.tables:
