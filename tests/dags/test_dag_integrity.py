@@ -62,6 +62,9 @@ def test_dag_rules(dagbag, dag_id):
     # sweeps spill debris whatever the copies did, without deciding the run's state
     assert dag.task_dict["cleanup"].is_teardown and dag.task_dict["cleanup"].trigger_rule == "all_done_setup_success"
     assert dag.params["memory_budget_mib"] == 128 and dag.params["load_mode"] == "swap"
+    # naming and the dry run: defaults from core.config, the same the CLI falls back to
+    assert (dag.params["target_case"], dag.params["target_table_template"]) == ("preserve", "{table}")
+    assert (dag.params["tables"], dag.params["exclude"], dag.params["plan_only"]) == ([], [], False)
 
 
 def test_connection_ids(dagbag):

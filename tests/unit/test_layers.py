@@ -5,7 +5,9 @@ Layers, lowest first (a module may import its own layer and the layers below it)
 
     include.replication.core        the dialect-free engine
     include.replication.dialects    one folder per database; imports core
-    include.replication.airflow     the Airflow edge; imports core and dialects
+    include.replication.engine      the steps of a run on endpoints (what tasks and the CLI call)
+    include.replication.airflow     the Airflow edge; imports core, dialects and engine
+    include.replication.cli         the command line; calls the engine like the tasks do
     include.stackoverflow           the StackOverflow schema and data producers
     tools                           developer tools (local servers, demo, scheduler check)
 
@@ -25,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = (
     "include.replication.core",
     "include.replication.dialects",
+    "include.replication.engine",
     "include.replication.airflow",
+    "include.replication.cli",
     "include.stackoverflow",
     "tools",
 )

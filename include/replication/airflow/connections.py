@@ -9,6 +9,7 @@ PostgreSQL; pymssql arguments and the writer's ``statement_mib`` for SQL Server)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from include.replication.core.errors import ConfigurationError
 from include.replication.dialects.base import dialect
 from include.replication.dialects.registry import URI_PARSERS
 
-__all__ = ["CONN_TYPES", "endpoint_from_fields", "endpoint_from_airflow", "endpoint_from_uri"]
+__all__ = ["CONN_TYPES", "endpoint_from_fields", "endpoint_from_airflow", "endpoint_from_uri", "endpoint_from_text"]
 
 CONN_TYPES: dict[str, str] = {
     "postgres": "postgresql",
@@ -121,3 +122,29 @@ def endpoint_from_uri(uri: str, conn_id: str = "uri", *, schema: str | None = No
     if schema:
         extra["db_schema"] = schema
     return endpoint_from_fields(conn_id, conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema, extra)
+
+
+def endpoint_from_text(text: str, name: str = "endpoint", *, schema: str | None = None) -> Endpoint:
+    """An endpoint from what a user types on the command line: a connection URI (anything with
+    ``://``, the ``AIRFLOW_CONN_*`` format: :func:`endpoint_from_uri`), or an Airflow connection
+    id. An id whose ``AIRFLOW_CONN_<ID>`` environment variable holds a URI is parsed from it
+    directly (no Airflow start-up); any other id is resolved by Airflow
+    (:func:`endpoint_from_airflow`: metadata DB, secrets backend, JSON-form variables).
+
+    Args:
+        text: URI or connection id.
+        name: what the value is (``--source``), for error messages.
+        schema: schema inside the database (overrides the connection's ``db_schema``).
+
+    Raises:
+        ConfigurationError: an unparsable URI, an unknown connection, no database.
+    """
+    if "://" in text:
+        return endpoint_from_uri(text, name, schema=schema)
+    value = os.environ.get(f"AIRFLOW_CONN_{text.upper()}", "")
+    endpoint = endpoint_from_uri(value, text) if "://" in value else endpoint_from_airflow(text)
+    if schema:
+        from dataclasses import replace
+
+        endpoint = replace(endpoint, schema=schema)
+    return endpoint

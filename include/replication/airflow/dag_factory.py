@@ -18,8 +18,11 @@ from include.replication.core.config import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_MEMORY_BUDGET_MIB,
     DEFAULT_SPILL_ROOT_ENV,
+    DEFAULT_TABLE_TEMPLATE,
+    DEFAULT_TARGET_CASE,
     LOAD_MODES,
     MAX_PARALLEL_RANGES,
+    TARGET_CASES,
 )
 
 __all__ = ["DEFAULT_PARAMS", "build_replication_dag"]
@@ -29,8 +32,28 @@ DEFAULT_PARAMS: dict[str, Param] = {
         [],
         type="array",
         items={"type": "string"},
-        description='Source tables to copy: "Table" (the source\'s default schema) or "schema.Table"; empty = every '
-        "base table of the source's default schema.",
+        description='Source tables to copy: "Table" (the source\'s default schema), "schema.Table", or patterns '
+        '("Post*", "dbo.*"; case-insensitive, resolved against the source catalog by plan, which fails naming a '
+        "pattern that matches nothing); empty = every base table of the source's default schema.",
+    ),
+    "exclude": Param(
+        [], type="array", items={"type": "string"},
+        description='Patterns of tables to leave out ("Vote*", "dbo.PostHistory"), applied after tables.',
+    ),
+    "target_case": Param(
+        DEFAULT_TARGET_CASE, type="string", enum=list(TARGET_CASES),
+        description="preserve: target names spelled as in the source (\"Posts\".\"CreationDate\", quoted in "
+        "PostgreSQL); lower: table, column, index and constraint names lower-cased (select creationdate from posts).",
+    ),
+    "target_table_template": Param(
+        DEFAULT_TABLE_TEMPLATE, type="string",
+        description="Target table name: {table} is the source table's name, {schema} its schema, e.g. so_{table}; "
+        "applied before target_case.",
+    ),
+    "plan_only": Param(
+        False, type="boolean",
+        description="Dry run: the plan task logs, per table, the source DDL, the mapped target DDL, the row estimate, "
+        "the load mode and what would be done to an existing target, and touches nothing; no table is copied.",
     ),
     "memory_budget_mib": Param(
         DEFAULT_MEMORY_BUDGET_MIB, type="integer", minimum=1, maximum=65536,

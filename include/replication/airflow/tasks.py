@@ -1,8 +1,10 @@
-"""Bodies of the Airflow tasks: plan, copy one table, validate, summarise.
+"""Bodies of the Airflow tasks: plan (or dry run), copy one table, foreign keys, validate,
+summarise, sweep.
 
-Each function opens what it needs from Airflow connection ids, closes it on every path, and
-returns plain dicts (XCom-serialisable). Permanent errors (``retryable = False``) are turned into
-``AirflowFailException`` at this edge so Airflow does not retry what cannot succeed.
+Each function turns Airflow connection ids into endpoints (:mod:`connections`) and calls the one
+engine function of that step (:mod:`include.replication.engine`, which the command line calls
+too), returning plain dicts (XCom-serialisable). Permanent errors (``retryable = False``) are
+turned into ``AirflowFailException`` at this edge so Airflow does not retry what cannot succeed.
 """
 
 from __future__ import annotations
@@ -13,38 +15,18 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from include.replication import engine
 from include.replication.airflow.assets import table_asset
 from include.replication.airflow.connections import endpoint_from_airflow
-from include.replication.core.audit import AuditRecord, ensure_audit_table, write_audit
-from include.replication.core.catalog import TableSpec
-from include.replication.core.config import CopySettings
-from include.replication.core.ddl import create_table_sql
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError
-from include.replication.core.naming import TableRef, target_schema
-from include.replication.core.pipeline import copy_table
-from include.replication.core.protocols import Source, Target
-from include.replication.core.spill import sweep_run
-from include.replication.core.validate import compare_counts, format_count_table
-from include.replication.dialects.base import dialect
-from include.replication.dialects.registry import open_source, open_target
 
 __all__ = ["plan_tables", "copy_one_table", "add_foreign_keys", "validate_tables", "summarise", "sweep", "fail_fast"]
 
 log = logging.getLogger(__name__)
 
-
-@contextlib.contextmanager
-def _opened(source_ep: Endpoint, target_ep: Endpoint) -> Iterator[tuple[Source, Target]]:
-    source = open_source(source_ep)
-    try:
-        target = open_target(target_ep)
-        try:
-            yield source, target
-        finally:
-            target.close()
-    finally:
-        source.close()
+summarise = engine.summarise
+sweep = engine.sweep
 
 
 @contextlib.contextmanager
@@ -60,80 +42,41 @@ def fail_fast() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-PARAM_OPTIONS = {"sqlserver_write_method": "write_method"}
-"""DAG param -> the connection option it sets on every endpoint whose dialect takes that option."""
-
-
-def _resolve(conn_or_endpoint: str | Endpoint, params: Mapping[str, Any] | None = None) -> Endpoint:
-    """The endpoint of a connection id (or the endpoint itself), with the DAG params that are
-    connection options of its dialect (``write_method`` for SQL Server) applied by name."""
-    endpoint = conn_or_endpoint if isinstance(conn_or_endpoint, Endpoint) else endpoint_from_airflow(conn_or_endpoint)
-    chosen = {name: str(params[key]) for key, name in PARAM_OPTIONS.items()
-              if params and params.get(key) and name in dialect(endpoint.dialect).option_names}
-    return dataclasses.replace(endpoint, options={**endpoint.options, **chosen}) if chosen else endpoint
-
-
-
-def _spec(src: Source, entry: str, params: Mapping[str, Any] | None) -> TableSpec:
-    """The catalog of a ``tables`` entry, with the run's ``generated_columns`` choice applied."""
-    ref = TableRef.parse(entry)
-    spec = src.describe(ref.name, ref.schema)
-    return spec.as_plain() if (params or {}).get("generated_columns") == "plain" else spec
-
-
-def _target_for(tgt: Target, entry: str, params: Mapping[str, Any] | None) -> Target:
-    """The target writing ``entry``: ``tgt``, or a clone on the entry's target schema."""
-    schema = target_schema(TableRef.parse(entry), (params or {}).get("schema_map") or None)
-    return tgt.clone(schema=schema) if schema is not None and schema != tgt.schema else tgt
+def _resolve(conn_or_endpoint: str | Endpoint) -> Endpoint:
+    """The endpoint of a connection id (or the endpoint itself)."""
+    return conn_or_endpoint if isinstance(conn_or_endpoint, Endpoint) else endpoint_from_airflow(conn_or_endpoint)
 
 
 def plan_tables(
     source: str | Endpoint, target: str | Endpoint, tables: list[str] | None, load_mode: str = "swap",
     params: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Read every source table's catalog and map its DDL to the target, failing now, before any
-    table is touched, on a type or generated column the target cannot hold exactly; create the
-    audit table. Only the ``drop`` load mode drops and re-creates the target tables here; ``swap``
-    and ``truncate`` leave them as they are until each copy has its new rows ready.
+    """The plan task: :func:`engine.plan_tables` (resolve patterns, map every table's DDL, fail
+    before anything is touched; ``drop`` re-creates the tables), or with the param ``plan_only``
+    :func:`engine.dry_run` (logs the report, touches nothing, returns no table so nothing is copied).
 
     Args:
         source: source connection id (or endpoint).
         target: target connection id (or endpoint).
-        tables: ``Table`` or ``schema.Table`` entries (:class:`core.naming.TableRef`); None or
-            empty = every base table of the source's default schema.
+        tables: ``tables`` entries and patterns; None or empty = every base table of the source's
+            default schema.
         load_mode: ``swap``, ``truncate`` or ``drop`` (:data:`core.config.LoadMode`).
-        params: the DAG params (``generated_columns``, ``schema_map``).
+        params: the DAG params (naming, ``generated_columns``, ``plan_only``, ...).
 
     Returns:
-        The entries, largest row estimate first (so the long copies start first).
+        The entries, largest row estimate first; [] for a dry run.
 
     Raises:
-        ConfigurationError: a named table does not exist.
-        UnsupportedTypeError: a column type is not in the type map, or the target cannot hold it.
+        AirflowFailException: a permanent error (a pattern matching nothing, a missing table, an
+            unsupported type).
     """
-    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
-        entries = list(tables) if tables else src.list_tables()
-        specs = {entry: _spec(src, entry, params) for entry in entries}
-        for spec in specs.values():
-            create_table_sql(spec, tgt.dialect, tgt.schema, source=src.dialect)  # raises before anything is touched
-        if load_mode == "drop":
-            for entry, spec in specs.items():
-                with _closing_clone(tgt, _target_for(tgt, entry, params)) as where:
-                    where.prepare_table(spec)
-        ensure_audit_table(tgt)
-        ordered = sorted(specs, key=lambda e: (-specs[e].row_estimate, e))
-        log.info("planned %d tables: %s", len(ordered), ", ".join(f"{e} (~{specs[e].row_estimate:,} rows)" for e in ordered))
-        return ordered
-
-
-@contextlib.contextmanager
-def _closing_clone(tgt: Target, where: Target) -> Iterator[Target]:
-    """``where``, closed at the end when it is a clone of ``tgt``."""
-    try:
-        yield where
-    finally:
-        if where is not tgt:
-            where.close()
+    options = {**(params or {}), "tables": list(tables or []), "load_mode": load_mode}
+    with fail_fast():
+        if options.get("plan_only"):
+            log.info("plan_only: nothing is changed and no table is copied\n%s",
+                     engine.dry_run(_resolve(source), _resolve(target), options).format())
+            return []
+        return engine.plan_tables(_resolve(source), _resolve(target), options)
 
 
 def copy_one_table(
@@ -146,10 +89,10 @@ def copy_one_table(
     attempt: int,
     label: str,
 ) -> dict[str, object]:
-    """Copy one table (a ``tables`` entry) and write its audit row, success or failure.
+    """The copy task: :func:`engine.copy_one_table` (one table, its audit row, success or failure).
 
     Returns:
-        ``CopyResult.as_dict()`` plus ``source_asset`` and ``target_asset``: the
+        The engine's result dict plus ``source_asset`` and ``target_asset``: the
         :class:`include.replication.airflow.assets.TableAsset` fields of the table read and the
         table written (named by connection id, or ``endpoint`` when given an Endpoint).
 
@@ -157,23 +100,14 @@ def copy_one_table(
         AirflowFailException: a permanent error (bad value, unsupported type, count mismatch).
         ReplicationError: a retryable error (lost connection).
     """
-    settings = CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label)
-    source_ep, target_ep = _resolve(source), _resolve(target, params)
-    with fail_fast(), _opened(source_ep, target_ep) as (src, tgt):
-        spec = _spec(src, table, params)
-        try:
-            with _closing_clone(tgt, _target_for(tgt, table, params)) as where:
-                result = copy_table(src, where, spec, settings)
-                written_schema = where.schema
-        except Exception as exc:
-            _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}"))
-            raise
-        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result))
+    source_ep, target_ep = _resolve(source), _resolve(target)
+    with fail_fast():
+        result = engine.copy_one_table(table, source_ep, target_ep, params, run_id=run_id, attempt=attempt, label=label)
     assets = {
-        "source_asset": table_asset(_conn_name(source), source_ep, spec.schema, spec.name),
-        "target_asset": table_asset(_conn_name(target), target_ep, written_schema, spec.name),
+        "source_asset": table_asset(_conn_name(source), source_ep, str(result["source_schema"]), str(result["source_table"])),
+        "target_asset": table_asset(_conn_name(target), target_ep, str(result["target_schema"]), str(result["target_table"])),
     }
-    return {**result.as_dict(), **{key: dataclasses.asdict(asset) for key, asset in assets.items()}}
+    return {**result, **{key: dataclasses.asdict(asset) for key, asset in assets.items()}}
 
 
 def _conn_name(conn_or_endpoint: str | Endpoint) -> str:
@@ -183,8 +117,7 @@ def _conn_name(conn_or_endpoint: str | Endpoint) -> str:
 
 def add_foreign_keys(source: str | Endpoint, target: str | Endpoint, tables: list[str],
                      params: Mapping[str, Any] | None = None) -> list[str]:
-    """After every table of the run is loaded: create the source's foreign keys whose tables are
-    both in the run (param ``foreign_keys``, default on), validated against the loaded rows.
+    """The foreign_keys task: :func:`engine.add_foreign_keys`.
 
     Returns:
         ``table.constraint`` of each foreign key created or re-validated.
@@ -192,52 +125,13 @@ def add_foreign_keys(source: str | Endpoint, target: str | Endpoint, tables: lis
     Raises:
         AirflowFailException: a foreign key the loaded rows violate (names the constraint).
     """
-    if (params or {}).get("foreign_keys", True) is False:
-        log.info("foreign keys: off (param foreign_keys)")
-        return []
-    done: list[str] = []
-    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
-        specs = {entry: _spec(src, entry, params) for entry in tables}
-        names = {TableRef.parse(e).name for e in tables}
-        for entry, spec in specs.items():
-            keys = [fk for fk in spec.foreign_keys if fk.ref_table in names]
-            if keys:
-                with _closing_clone(tgt, _target_for(tgt, entry, params)) as where:
-                    where.add_foreign_keys(spec, keys)
-                done += [f"{spec.name}.{fk.name}" for fk in keys]
-    log.info("foreign keys: %s", ", ".join(done) or "none in this run")
-    return done
-
-
-def _audit_failure(target: Target, endpoint: Endpoint, record: AuditRecord) -> None:
-    """Write a failed copy's audit row: on the copy's target connection, or, when that one died
-    with the copy, on a fresh one. Never raises (the copy's own error is what surfaces)."""
-    try:
-        write_audit(target, record)
-        return
-    except Exception:  # noqa: BLE001 - the connection may be what failed
-        log.info("audit on the copy's connection failed; writing it on a fresh connection", exc_info=True)
-    try:
-        with open_target(endpoint) as fresh:
-            write_audit(fresh, record)
-    except Exception:  # noqa: BLE001 - nothing left to try; the copy's error is raised by the caller
-        log.error("could not write the failed audit row of %s", record.table_name, exc_info=True)
-
-
-def sweep(params: Mapping[str, Any], *, run_id: str, label: str) -> list[str]:
-    """The DAG's final task (runs whatever the copies did): remove every spill directory the run
-    left behind (a copy killed by the OS cannot remove its own).
-
-    Returns:
-        Names of the directories removed.
-    """
-    settings = CopySettings.from_params(params, run_id=run_id, label=label)
-    return sweep_run(settings.spill_root, label, run_id)
+    with fail_fast():
+        return engine.add_foreign_keys(_resolve(source), _resolve(target), tables, params)
 
 
 def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str],
                     params: Mapping[str, Any] | None = None) -> list[dict[str, object]]:
-    """Compare exact row counts of every table; log the table.
+    """The validate task: :func:`engine.validate_tables` (exact counts, source vs target names).
 
     Returns:
         ``CountRow.as_dict()`` per table.
@@ -245,24 +139,5 @@ def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list
     Raises:
         AirflowFailException: some count differs.
     """
-    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
-        schema_map = (params or {}).get("schema_map") or None
-        return [r.as_dict() for r in compare_counts(src, tgt, tables, schema_map=schema_map)]
-
-
-def summarise(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:
-    """Log and return the per-table source/target row-count table with each copy's figures."""
-    from include.replication.core.validate import CountRow
-
-    text = format_count_table([CountRow(c["table"], c["source_rows"], c["target_rows"]) for c in counts])
-    by_table = {c["table"]: c for c in copies if c}
-    lines = [text, "", f"{'table':<20} {'MB':>10} {'batches':>8} {'spills':>7} {'high-water MB':>14} {'seconds':>9}"]
-    for name in sorted(by_table):
-        c = by_table[name]
-        lines.append(
-            f"{name:<20} {c['bytes'] / 1e6:>10.1f} {c['batches']:>8} {c['spill_files']:>7} "
-            f"{c['high_water_bytes'] / 2**20:>14.1f} {c['seconds']:>9.2f}"
-        )
-    report = "\n".join(lines)
-    log.info("replication summary:\n%s", report)
-    return report
+    with fail_fast():
+        return engine.validate_tables(_resolve(source), _resolve(target), tables, params)

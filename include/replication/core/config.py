@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -28,6 +28,11 @@ __all__ = [
     "DEFAULT_SPILL_ROOT_ENV",
     "default_batch_bytes",
     "default_spill_root",
+    "TargetCase",
+    "TARGET_CASES",
+    "DEFAULT_TARGET_CASE",
+    "DEFAULT_TABLE_TEMPLATE",
+    "RowsCallback",
 ]
 
 MiB = 1024 * 1024
@@ -47,6 +52,17 @@ DEFAULT_LOCK_WAIT_S = 60.0
 """Seconds a copy waits for another copy of the same table to finish before failing (retryable)."""
 IN_FLIGHT_BATCHES = 12
 """Batches' worth of memory the copy stages hold outside the buffer (see ``buffer_budget_bytes``)."""
+TargetCase = Literal["preserve", "lower"]
+"""How target identifiers are spelled (``core.naming``): ``preserve`` keeps the source's spelling
+(``"Posts"."CreationDate"``, quoted in PostgreSQL); ``lower`` lower-cases table, column, index and
+constraint names (``posts.creationdate``, what a PostgreSQL user types unquoted)."""
+TARGET_CASES: tuple[str, ...] = get_args(TargetCase)
+DEFAULT_TARGET_CASE: TargetCase = "preserve"
+"""Default ``target_case``: keep the source's names (see the README's "Naming" section for why)."""
+DEFAULT_TABLE_TEMPLATE = "{table}"
+"""Default ``target_table_template``: the target table is named like the source table."""
+RowsCallback = Callable[[int], None]
+"""Called with the rows of each batch as the writer takes it (a progress bar); from the writer's thread."""
 DEFAULT_SPILL_ROOT_ENV = "STACKOVERFLOW_SPILL_ROOT"
 """Environment variable naming the spill root directory (default: ``<tmp>/stackoverflow-spill``)."""
 
@@ -88,6 +104,8 @@ class CopySettings:
             otherwise one stream is used.
         load_mode: ``swap``, ``truncate`` or ``drop`` (:data:`LoadMode`).
         lock_wait_s: seconds to wait for another copy of the same table (seconds).
+        on_rows: called with each batch's row count as the writer takes it (the CLI's progress
+            bar), or None; never part of the DAG params.
     """
 
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_MIB * MiB
@@ -101,6 +119,7 @@ class CopySettings:
     parallel_ranges: int = 1
     load_mode: LoadMode = "swap"
     lock_wait_s: float = DEFAULT_LOCK_WAIT_S
+    on_rows: RowsCallback | None = field(default=None, compare=False, repr=False)
 
     @property
     def buffer_budget_bytes(self) -> int:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
+
+import pyarrow as pa
 
 from include.replication.core.allocators import tune_allocators
 from include.replication.core.catalog import TableSpec
@@ -59,7 +62,9 @@ class CopyResult:
         return asdict(self)
 
 
-def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySettings) -> CopyResult:
+def copy_table(
+    source: Source, target: Target, spec: TableSpec, settings: CopySettings, target_spec: TableSpec | None = None
+) -> CopyResult:
     """Copy one table under its table lock, in the settings' load mode, so that a failure at any
     point leaves the target no worse than before:
 
@@ -77,6 +82,9 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
         target: open target (the live table's).
         spec: the table's catalog, read from ``source``.
         settings: load mode, memory budget, batch sizes, spill root, overlap, run id and attempt.
+        target_spec: the same table with the target's names (``NamingOptions.target_spec``:
+            template, lower case), or None for the source's names. Every target call gets it;
+            the reader's batches are renamed to its column names (no copy).
 
     Returns:
         The copy's figures.
@@ -87,34 +95,36 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
             another copy holds the table lock longer than ``settings.lock_wait_s``.
     """
     tune_allocators()
+    tspec = target_spec or spec
     log.info(
-        "copying %s (~%d rows) in load mode %s: memory budget %d MiB (buffer %d MiB + batches in flight), batches of "
+        "copying %s%s (~%d rows) in load mode %s: memory budget %d MiB (buffer %d MiB + batches in flight), batches of "
         "%d KiB / %d rows, overlap %s, spill root %s",
-        spec.qualified_name, spec.row_estimate, settings.load_mode, settings.memory_budget_bytes >> 20,
+        spec.qualified_name, f" to {target.schema}.{tspec.name}" if tspec.name != spec.name else "", spec.row_estimate,
+        settings.load_mode, settings.memory_budget_bytes >> 20,
         settings.buffer_budget_bytes >> 20, settings.batch_bytes >> 10, settings.batch_rows,
         "on" if settings.overlap else "off", settings.spill_root,
     )
     started = time.monotonic()
     remove_earlier_attempts(settings.spill_root, settings.label, settings.run_id, spec.name, settings.attempt)
     holder = f"replication {settings.label} run {settings.run_id} try {settings.attempt}"
-    with target.lock_table(spec, holder, settings.lock_wait_s):
+    with target.lock_table(tspec, holder, settings.lock_wait_s):
         if settings.load_mode == "swap":
-            with target.stage(spec) as stage:
+            with target.stage(tspec) as stage:
                 try:
-                    stage.prepare_table(spec)
-                    units = _load(source, stage, spec, settings, keep_keys=False)
-                    stage.finish_table(spec)
-                    target.swap_in(spec)
+                    stage.prepare_table(tspec)
+                    units = _load(source, stage, spec, tspec, settings, keep_keys=False)
+                    stage.finish_table(tspec)
+                    target.swap_in(tspec)
                 except BaseException:
-                    stage.discard(spec)  # the live table was never touched; leave no staging copy behind
+                    stage.discard(tspec)  # the live table was never touched; leave no staging copy behind
                     raise
         elif settings.load_mode == "truncate":
-            target.check_table(spec)
-            units = _load(source, target, spec, replace(settings, parallel_ranges=1), keep_keys=True)
-            target.finish_table(spec, build_keys=False)
+            target.check_table(tspec)
+            units = _load(source, target, spec, tspec, replace(settings, parallel_ranges=1), keep_keys=True)
+            target.finish_table(tspec, build_keys=False)
         else:
-            units = _load(source, target, spec, settings, keep_keys=False)
-            target.finish_table(spec)
+            units = _load(source, target, spec, tspec, settings, keep_keys=False)
+            target.finish_table(tspec)
     rows = sum(u.rows for u in units)
     result = CopyResult(
         table=spec.name,
@@ -137,41 +147,58 @@ def copy_table(source: Source, target: Target, spec: TableSpec, settings: CopySe
     return result
 
 
-def _load(source: Source, target: Target, spec: TableSpec, settings: CopySettings, *, keep_keys: bool) -> list[TransferStats]:
-    """Every row of ``spec`` into ``target``'s table: one unit, or parallel key ranges whose total
-    count is checked against the rows read."""
+def _load(
+    source: Source, target: Target, spec: TableSpec, tspec: TableSpec, settings: CopySettings, *, keep_keys: bool
+) -> list[TransferStats]:
+    """Every row of ``spec`` into ``target``'s table ``tspec``: one unit, or parallel key ranges
+    whose total count is checked against the rows read."""
     bounds = _range_bounds(source, target, spec, settings)
     if bounds is None:
-        return [_copy_unit(source, target, spec, settings, None, spec.name, "", keep_keys=keep_keys)]
-    units = _copy_key_ranges(source, target, spec, settings, bounds)
+        return [_copy_unit(source, target, spec, tspec, settings, None, spec.name, "", keep_keys=keep_keys)]
+    units = _copy_key_ranges(source, target, spec, tspec, settings, bounds)
     rows = sum(u.rows for u in units)
-    if (total := target.count_rows(spec)) != rows:
+    if (total := target.count_rows(tspec)) != rows:
         raise ValidationError(f"target holds {total} rows after the key-range copy, read {rows}", table=spec.qualified_name)
     return units
 
 
+def _renamed(reader: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """The reader's batches with ``schema``'s (the target's) column names; closes the reader."""
+    try:
+        for batch in reader:
+            yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+    finally:
+        close = getattr(reader, "close", None)
+        if callable(close):
+            close()
+
+
 def _copy_unit(
-    source: Source, target: Target, spec: TableSpec, settings: CopySettings,
+    source: Source, target: Target, spec: TableSpec, tspec: TableSpec, settings: CopySettings,
     key_range: KeyRange | None, label: str, suffix: str, *, keep_keys: bool = False,
 ) -> TransferStats:
     """One copy unit in one target transaction: clear the unit's rows (the table, or exactly its
     key range), stream the rows through a SpillingBuffer, check the count, commit; roll back on
     any error (the first real one is raised)."""
     reader = source.read_batches(spec, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes, key_range=key_range)
-    target.begin_unit(spec, key_range, keep_keys=keep_keys)
+    schema = arrow_schema(tspec)
+    if tspec.column_names != spec.column_names:
+        reader = _renamed(reader, schema)
+    target.begin_unit(tspec, key_range, keep_keys=keep_keys)
     try:
         stats = transfer(
             reader,
-            lambda batches: target.write_batches(spec, batches),
-            schema=arrow_schema(spec),
+            lambda batches: target.write_batches(tspec, batches),
+            schema=schema,
             budget_bytes=settings.buffer_budget_bytes,
             spill_root=settings.spill_root,
             label=label,
             attempt_id=attempt_id(settings.label, settings.run_id, spec.name, settings.attempt, suffix),
             overlap=settings.overlap,
             estimated_rows=(spec.row_estimate or None) if key_range is None else None,
+            on_rows=settings.on_rows,
         )
-        target.commit_unit(spec, stats.rows, key_range)
+        target.commit_unit(tspec, stats.rows, key_range)
     except BaseException:
         target.rollback_unit()
         raise
@@ -191,7 +218,7 @@ def _range_bounds(source: Source, target: Target, spec: TableSpec, settings: Cop
 
 
 def _copy_key_ranges(
-    source: Source, target: Target, spec: TableSpec, settings: CopySettings, bounds: tuple[int, int]
+    source: Source, target: Target, spec: TableSpec, tspec: TableSpec, settings: CopySettings, bounds: tuple[int, int]
 ) -> list[TransferStats]:
     """Copy ``spec`` as parallel primary-key ranges, each a :func:`_copy_unit` on its own target
     connection with an equal share of the memory budget. The table is emptied (and its keys
@@ -204,7 +231,7 @@ def _copy_key_ranges(
     share = replace(share, batch_bytes=min(share.batch_bytes, default_batch_bytes(share.memory_budget_bytes)))
     log.info("%s: %d key ranges %s, %d MiB of budget each", spec.qualified_name, len(ranges), ranges,
              share.memory_budget_bytes >> 20)
-    target.clear_table(spec)
+    target.clear_table(tspec)
     results: list[TransferStats | None] = [None] * len(ranges)
     errors: list[BaseException] = []
 
@@ -212,7 +239,7 @@ def _copy_key_ranges(
         try:
             with target.clone() as unit:
                 label = f"{spec.name}[{key_range[0]}:{key_range[1]})"
-                results[index] = _copy_unit(source, unit, spec, share, key_range, label, f"-r{index}")
+                results[index] = _copy_unit(source, unit, spec, tspec, share, key_range, label, f"-r{index}")
         except BaseException as exc:  # noqa: BLE001 - re-raised by the calling thread
             errors.append(exc)
 

@@ -192,6 +192,15 @@ class Target(Protocol):
         """Exact ``COUNT(*)`` of the target table (rows)."""
         ...
 
+    def existing_rows(self, spec: TableSpec) -> int | None:
+        """Exact ``COUNT(*)`` of the target table, or None when it does not exist; reads only
+        (the dry run, ``plan_only``, asks it what a copy would replace).
+
+        Raises:
+            TargetError: the query failed.
+        """
+        ...
+
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Run one statement (the driver's placeholders) and commit; return its rows."""
         ...

@@ -81,6 +81,7 @@ def transfer(
     progress_interval_s: float = 10.0,
     join_timeout_s: float = 60.0,
     spill_file_bytes: int = DEFAULT_SPILL_FILE_BYTES,
+    on_rows: Callable[[int], None] | None = None,
 ) -> TransferStats:
     """Move a stream of RecordBatches from a reader to a writer through a :class:`SpillingBuffer`.
 
@@ -110,6 +111,7 @@ def transfer(
         progress_interval_s: seconds between progress lines.
         join_timeout_s: seconds to wait for the reader thread to stop after an error.
         spill_file_bytes: Arrow bytes after which a spill file is sealed.
+        on_rows: called with each batch's row count as the writer takes it (a progress bar).
 
     Returns:
         :class:`TransferStats`.
@@ -162,6 +164,8 @@ def transfer(
         nonlocal exhausted
         for batch in buffer.iterate(on_wait=progress.maybe_log):
             progress.add(batch.num_rows, batch_nbytes(batch))
+            if on_rows is not None:
+                on_rows(batch.num_rows)
             yield batch
         exhausted = True
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from include.replication.core.errors import ValidationError
-from include.replication.core.naming import TableRef, target_schema
+from include.replication.core.naming import NamingOptions, TableRef, target_schema
 from include.replication.core.protocols import Source, Target
 
 __all__ = ["CountRow", "compare_counts", "format_count_table"]
@@ -41,7 +41,7 @@ class CountRow:
 
 def compare_counts(
     source: Source, target: Target, tables: list[str], *, raise_on_mismatch: bool = True,
-    schema_map: Mapping[str, str] | None = None,
+    schema_map: Mapping[str, str] | None = None, naming: NamingOptions | None = None,
 ) -> list[CountRow]:
     """Count every table in source and target.
 
@@ -50,7 +50,10 @@ def compare_counts(
         target: open target.
         tables: ``Table`` or ``schema.Table`` entries (:class:`core.naming.TableRef`).
         raise_on_mismatch: raise when any count differs.
-        schema_map: source schema -> target schema of qualified entries (default the same name).
+        schema_map: source schema -> target schema of qualified entries (default the same name);
+            ``naming.schema_map`` when ``naming`` is given.
+        naming: the run's naming options: each table is counted in the target under its target
+            name (template, case); None = the source's names.
 
     Returns:
         One :class:`CountRow` per table, in the given order.
@@ -62,12 +65,13 @@ def compare_counts(
     for name in tables:
         ref = TableRef.parse(name)
         spec = source.describe(ref.name, ref.schema)
-        schema = target_schema(ref, schema_map)
+        tspec = naming.target_spec(spec, source.dialect.quote) if naming is not None else spec
+        schema = naming.target_schema(name) if naming is not None else target_schema(ref, schema_map)
         if schema is None or schema == target.schema:
-            counted = target.count_rows(spec)
+            counted = target.count_rows(tspec)
         else:
             with target.clone(schema=schema) as there:
-                counted = there.count_rows(spec)
+                counted = there.count_rows(tspec)
         rows.append(CountRow(name, source.count_rows(spec), counted))
     log.info("row counts, source vs target:\n%s", format_count_table(rows))
     bad = [r for r in rows if not r.ok]

@@ -770,6 +770,22 @@ class MssqlTarget(Closing):
             self.rollback_unit()
             raise TargetError(f"count failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
+    def existing_rows(self, spec: TableSpec) -> int | None:
+        """Exact ``COUNT_BIG(*)`` of the table, or None when it does not exist (``OBJECT_ID``); reads only.
+
+        Raises:
+            TargetError: the query failed.
+        """
+        try:
+            self.rollback_unit()
+            if self._run("SELECT OBJECT_ID(%s, 'U')", (self._name(spec),))[0][0] is None:
+                return None
+            return int(self._run(count_sql(MSSQL, self.schema, self._tname(spec)))[0][0])
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"cannot read the existing table: {exc}", table=f"{self.schema}.{spec.name}",
+                              retryable=is_transient(exc)) from exc
+
     def upsert_rows(self, spec: TableSpec, key_columns: Sequence[str], batch: pa.RecordBatch) -> int:
         """Replace the rows whose ``key_columns`` match the batch's, in one transaction (audit).
 

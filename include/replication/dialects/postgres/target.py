@@ -563,10 +563,36 @@ class PostgresTarget(Closing):
             raise TargetError(f"finishing the table failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
     def count_rows(self, spec: TableSpec) -> int:
-        """Exact ``count(*)`` of the target table (rows)."""
-        rows = self._run(count_sql(POSTGRES, self.schema, self._tname(spec)))
-        self._conn.rollback()
-        return int(rows[0][0])
+        """Exact ``count(*)`` of the target table (rows).
+
+        Raises:
+            TargetError: the query failed (a missing table: permanent).
+        """
+        try:
+            return int(self._run(count_sql(POSTGRES, self.schema, self._tname(spec)))[0][0])
+        except Exception as exc:
+            raise TargetError(f"count failed: {exc}", table=f"{self.schema}.{spec.name}",
+                              retryable=is_transient(exc)) from exc
+        finally:
+            self._conn.rollback()
+
+    def existing_rows(self, spec: TableSpec) -> int | None:
+        """Exact ``count(*)`` of the table, or None when it does not exist (``to_regclass``);
+        reads only, in a transaction that is rolled back.
+
+        Raises:
+            TargetError: the query failed.
+        """
+        try:
+            self._conn.rollback()
+            if self._run("SELECT to_regclass($1)", (self._name(spec),))[0][0] is None:
+                return None
+            return int(self._run(count_sql(POSTGRES, self.schema, self._tname(spec)))[0][0])
+        except Exception as exc:
+            raise TargetError(f"cannot read the existing table: {exc}", table=f"{self.schema}.{spec.name}",
+                              retryable=is_transient(exc)) from exc
+        finally:
+            self._conn.rollback()
 
     def upsert_rows(self, spec: TableSpec, key_columns: Sequence[str], batch: pa.RecordBatch) -> int:
         """Replace the rows whose ``key_columns`` match the batch's, in one transaction.

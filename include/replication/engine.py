@@ -1,0 +1,505 @@
+"""The steps of a replication run, on endpoints: plan (or dry-run), copy one table, foreign keys,
+validate, summarise, sweep. The Airflow tasks (``airflow/tasks.py``) and the command line
+(``cli.py``) both call these functions and nothing else, so a DAG run and a shell run do the same.
+
+Every step takes the run's options as a mapping under the DAG params' names (``tables``,
+``exclude``, ``target_case``, ``target_table_template``, ``schema_map``, ``load_mode``,
+``memory_budget_mib``, ...; defaults in :mod:`core.config`), validated once by
+:class:`core.naming.NamingOptions` and :class:`core.config.CopySettings`. Each step opens what it
+needs, closes it on every path, and raises :class:`core.errors.ReplicationError` subclasses; the
+caller decides what a permanent error means (no retry in Airflow, exit code 2 in the shell).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from include.replication.core.audit import AUDIT_SPEC, AuditRecord, ensure_audit_table, write_audit
+from include.replication.core.catalog import TableSpec
+from include.replication.core.config import CopySettings, RowsCallback
+from include.replication.core.ddl import STAGE_SUFFIX, build_keys_sql, create_table_sql, foreign_key_sql
+from include.replication.core.endpoint import Endpoint
+from include.replication.core.errors import ConfigurationError, ReplicationError
+from include.replication.core.naming import NamingOptions, TableRef, resolve_tables
+from include.replication.core.pipeline import copy_table
+from include.replication.core.protocols import Source, Target
+from include.replication.core.spill import sweep_run
+from include.replication.core.validate import CountRow, compare_counts, format_count_table
+from include.replication.dialects.base import dialect
+from include.replication.dialects.registry import open_source, open_target
+
+__all__ = [
+    "PARAM_OPTIONS",
+    "TablePlan",
+    "DryRun",
+    "endpoint_with_params",
+    "opened",
+    "prepare_run",
+    "resolved_tables",
+    "plan_tables",
+    "dry_run",
+    "copy_one_table",
+    "add_foreign_keys",
+    "validate_tables",
+    "summarise",
+    "sweep",
+]
+
+log = logging.getLogger(__name__)
+
+PARAM_OPTIONS = {"sqlserver_write_method": "write_method"}
+"""Run option -> the connection option it sets on every endpoint whose dialect takes that option."""
+
+
+def endpoint_with_params(endpoint: Endpoint, params: Mapping[str, Any] | None = None) -> Endpoint:
+    """``endpoint`` with the run options that are connection options of its dialect applied by
+    name (``sqlserver_write_method`` -> ``write_method`` for SQL Server); others untouched."""
+    chosen = {
+        name: str(params[key])
+        for key, name in PARAM_OPTIONS.items()
+        if params and params.get(key) and name in dialect(endpoint.dialect).option_names
+    }
+    return dataclasses.replace(endpoint, options={**endpoint.options, **chosen}) if chosen else endpoint
+
+
+@contextlib.contextmanager
+def opened(source_ep: Endpoint, target_ep: Endpoint) -> Iterator[tuple[Source, Target]]:
+    """Open the source, then the target; close both on every path (target first)."""
+    source = open_source(source_ep)
+    try:
+        target = open_target(target_ep)
+        try:
+            yield source, target
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
+@contextlib.contextmanager
+def _closing_clone(tgt: Target, where: Target) -> Iterator[Target]:
+    """``where``, closed at the end when it is a clone of ``tgt``."""
+    try:
+        yield where
+    finally:
+        if where is not tgt:
+            where.close()
+
+
+def _spec(src: Source, entry: str, params: Mapping[str, Any] | None) -> TableSpec:
+    """The catalog of a ``tables`` entry, with the run's ``generated_columns`` choice applied."""
+    ref = TableRef.parse(entry)
+    spec = src.describe(ref.name, ref.schema)
+    return spec.as_plain() if (params or {}).get("generated_columns") == "plain" else spec
+
+
+def _where(tgt: Target, naming: NamingOptions, entry: str) -> Target:
+    """The target writing ``entry``: ``tgt``, or a clone on the entry's target schema."""
+    schema = naming.target_schema(entry)
+    return tgt.clone(schema=schema) if schema is not None and schema != tgt.schema else tgt
+
+
+def _mapped(
+    src: Source, tgt: Target, params: Mapping[str, Any] | None
+) -> tuple[NamingOptions, dict[str, tuple[TableSpec, TableSpec]]]:
+    """Resolve the run's tables and map each one's DDL (no target is touched).
+
+    Returns:
+        The naming options and, per entry, ``(source spec, target spec)``.
+
+    Raises:
+        PatternError: a pattern matches nothing. ConfigurationError: a table does not exist, or
+        two tables get the same target name. UnsupportedTypeError: the target cannot hold a column.
+    """
+    naming = NamingOptions.from_params(params)
+    entries = resolve_tables(naming.tables, naming.exclude, src.list_tables)
+    mapped: dict[str, tuple[TableSpec, TableSpec]] = {}
+    owners: dict[tuple[str, str], str] = {}
+    for entry in entries:
+        spec = _spec(src, entry, params)
+        tspec = naming.target_spec(spec, src.dialect.quote)
+        where = (naming.target_schema(entry) or tgt.schema, tspec.name)
+        if where in owners:
+            raise ConfigurationError(
+                f"{owners[where]} and {entry} would both be written to {where[0]}.{where[1]}; "
+                "change target_table_template or target_case",
+                table=spec.qualified_name,
+            )
+        owners[where] = entry
+        create_table_sql(tspec, tgt.dialect, where[0], source=src.dialect)  # raises before anything is touched
+        mapped[entry] = (spec, tspec)
+    return naming, mapped
+
+
+def prepare_run(source: Endpoint, target: Endpoint, params: Mapping[str, Any] | None = None) -> list[tuple[str, int]]:
+    """Resolve the run's tables (patterns, ``exclude``), read every table's catalog and map its DDL
+    to the target under the target names, failing now, before any table is touched, on a type or
+    generated column the target cannot hold exactly; create the audit table. Only the ``drop``
+    load mode drops and re-creates the target tables here; ``swap`` and ``truncate`` leave them as
+    they are until each copy has its new rows ready.
+
+    Args:
+        source: source endpoint.
+        target: target endpoint.
+        params: run options (``tables``, ``exclude``, ``target_case``, ``target_table_template``,
+            ``schema_map``, ``load_mode``, ``generated_columns``).
+
+    Returns:
+        ``(entry, row estimate)`` per table, largest estimate first (the long copies start first).
+
+    Raises:
+        PatternError: a ``tables`` pattern matches no table (names the pattern).
+        ConfigurationError: a named table does not exist; two tables map to one target name.
+        UnsupportedTypeError: a column type is not in the type map, or the target cannot hold it.
+    """
+    with opened(source, endpoint_with_params(target, params)) as (src, tgt):
+        naming, mapped = _mapped(src, tgt, params)
+        if (params or {}).get("load_mode") == "drop":
+            for entry, (_, tspec) in mapped.items():
+                with _closing_clone(tgt, _where(tgt, naming, entry)) as where:
+                    where.prepare_table(tspec)
+        ensure_audit_table(tgt)
+        ordered = sorted(mapped, key=lambda e: (-mapped[e][0].row_estimate, e))
+        log.info(
+            "planned %d tables: %s",
+            len(ordered),
+            ", ".join(
+                f"{e} (~{mapped[e][0].row_estimate:,} rows)"
+                + (f" -> {mapped[e][1].name}" if mapped[e][1].name != mapped[e][0].name else "")
+                for e in ordered
+            ),
+        )
+        return [(e, mapped[e][0].row_estimate) for e in ordered]
+
+
+def resolved_tables(source: Endpoint, params: Mapping[str, Any] | None = None) -> list[str]:
+    """The run's ``tables`` entries (patterns resolved, ``exclude`` applied) from the source
+    catalog alone; the target is not opened.
+
+    Raises:
+        PatternError: a pattern matches no table.
+    """
+    naming = NamingOptions.from_params(params)
+    with open_source(source) as src:
+        return resolve_tables(naming.tables, naming.exclude, src.list_tables)
+
+
+def plan_tables(source: Endpoint, target: Endpoint, params: Mapping[str, Any] | None = None) -> list[str]:
+    """:func:`prepare_run`'s entries only (the plan task's XCom: ``list[str]``)."""
+    return [entry for entry, _ in prepare_run(source, target, params)]
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """What a run would do to one table (the dry run, ``plan_only``).
+
+    Attributes:
+        entry: the ``tables`` entry (``Posts``, ``dbo.Posts``).
+        source_table: ``schema.table`` in the source.
+        target_table: ``schema.table`` in the target.
+        row_estimate: the source catalog's row estimate (rows; 0 when unknown).
+        load_mode: ``swap``, ``truncate`` or ``drop``.
+        existing_rows: exact rows of the existing target table, or None when there is none.
+        action: what the copy would do to the target, in words.
+        source_ddl: the source table's DDL, rendered from its catalog in the source's dialect.
+        target_ddl: the statements a copy would run to create the target table, its keys and
+            the foreign keys between the run's tables.
+    """
+
+    entry: str
+    source_table: str
+    target_table: str
+    row_estimate: int
+    load_mode: str
+    existing_rows: int | None
+    action: str
+    source_ddl: tuple[str, ...]
+    target_ddl: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain dict (XCom-serialisable)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """The whole dry run.
+
+    Attributes:
+        source: the source, without password (``Endpoint.describe``).
+        target: the target, without password.
+        tables: one :class:`TablePlan` per table, largest row estimate first.
+        audit_rows: rows of the existing ``replication_audit``, or None when a run would create it.
+    """
+
+    source: str
+    target: str
+    tables: tuple[TablePlan, ...]
+    audit_rows: int | None
+
+    def format(self) -> str:
+        """The report: per table a header (source -> target, estimate, load mode), the action,
+        the source DDL and the target DDL; then the audit line."""
+        count = f"{len(self.tables)} table{'' if len(self.tables) == 1 else 's'}"
+        lines = [
+            f"plan: {count} from {self.source} to {self.target} (dry run: nothing is changed)",
+            "",
+        ]
+        for p in self.tables:
+            lines += [
+                f"== {p.source_table} -> {p.target_table}  (~{p.row_estimate:,} rows, load mode {p.load_mode})",
+                f"action: {p.action}",
+                "-- source DDL",
+                *(s + ";" for s in p.source_ddl),
+                "-- target DDL",
+                *(s + ";" for s in p.target_ddl),
+                "",
+            ]
+        audit = (
+            f"append one row per table to replication_audit ({self.audit_rows:,} rows now)"
+            if self.audit_rows is not None
+            else "create replication_audit and write one row per table"
+        )
+        lines.append(f"audit: {audit}")
+        return "\n".join(lines)
+
+
+def _action(where: Target, tspec: TableSpec, load_mode: str, existing: int | None) -> str:
+    """What a copy in ``load_mode`` would do to the target table, in words (reads only)."""
+    name = f"{where.schema}.{tspec.name}"
+    if load_mode == "swap":
+        if existing is None:
+            return f"create {name}: load {name}{STAGE_SUFFIX}, build its keys, rename it to {name}"
+        return (
+            f"swap-replace the existing {name} ({existing:,} rows): load {name}{STAGE_SUFFIX}, build its keys, "
+            "check its count, swap it in (views, grants and other tables' foreign keys kept), drop the old copy"
+        )
+    if load_mode == "truncate":
+        if existing is None:
+            return f"FAIL: load_mode truncate needs {name} to exist; use swap or drop"
+        try:
+            where.check_table(tspec)
+        except ConfigurationError as exc:
+            return f"FAIL: {exc}"
+        return (
+            f"truncate the existing {name} ({existing:,} rows) and load into it in one transaction "
+            "(its DDL, keys, grants and views kept)"
+        )
+    if existing is None:
+        return f"create {name}"
+    return f"drop the existing {name} ({existing:,} rows) and re-create it empty at plan time, then load it"
+
+
+def dry_run(source: Endpoint, target: Endpoint, params: Mapping[str, Any] | None = None) -> DryRun:
+    """Read both catalogs and say, per table, what a run with ``params`` would do, touching
+    nothing: no table, staging table, audit row or schema is created, changed or dropped (the
+    target is only read; ``truncate``'s column check creates its probe table inside a transaction
+    that is rolled back). A SQL Server target whose database does not exist yet is the exception:
+    opening it creates the database.
+
+    Returns:
+        The :class:`DryRun` (``format()`` is the printed report).
+
+    Raises:
+        The same errors as :func:`prepare_run` (a bad pattern, a missing table, a type the target
+        cannot hold): what would fail the real plan fails the dry run.
+    """
+    params = params or {}
+    load_mode = str(params.get("load_mode") or "swap")
+    fks_on = params.get("foreign_keys", True) is not False
+    with opened(source, endpoint_with_params(target, params)) as (src, tgt):
+        naming, mapped = _mapped(src, tgt, params)
+        names = {TableRef.parse(e).name for e in mapped}
+        plans = []
+        for entry in sorted(mapped, key=lambda e: (-mapped[e][0].row_estimate, e)):
+            spec, tspec = mapped[entry]
+            with _closing_clone(tgt, _where(tgt, naming, entry)) as where:
+                try:
+                    source_ddl = [
+                        create_table_sql(spec, src.dialect, spec.schema, source=src.dialect),
+                        *build_keys_sql(spec, src.dialect, spec.schema),
+                    ]
+                except ReplicationError as exc:
+                    source_ddl = [f"-- not rendered in {src.dialect.name}: {exc}"]
+                target_ddl = [
+                    create_table_sql(tspec, tgt.dialect, where.schema, source=src.dialect),
+                    *build_keys_sql(tspec, tgt.dialect, where.schema),
+                ]
+                if fks_on:
+                    target_ddl += [
+                        foreign_key_sql(tspec, tfk, tgt.dialect, where.schema)
+                        for fk, tfk in zip(spec.foreign_keys, tspec.foreign_keys, strict=True)
+                        if fk.ref_table in names
+                    ]
+                existing = where.existing_rows(tspec)
+                plans.append(
+                    TablePlan(
+                        entry=entry,
+                        source_table=spec.qualified_name,
+                        target_table=f"{where.schema}.{tspec.name}",
+                        row_estimate=spec.row_estimate,
+                        load_mode=load_mode,
+                        existing_rows=existing,
+                        action=_action(where, tspec, load_mode, existing),
+                        source_ddl=tuple(source_ddl),
+                        target_ddl=tuple(target_ddl),
+                    )
+                )
+        result = DryRun(source.describe(), target.describe(), tuple(plans), tgt.existing_rows(AUDIT_SPEC))
+    return result
+
+
+def copy_one_table(
+    table: str,
+    source: Endpoint,
+    target: Endpoint,
+    params: Mapping[str, Any],
+    *,
+    run_id: str,
+    attempt: int,
+    label: str,
+    on_rows: RowsCallback | None = None,
+) -> dict[str, object]:
+    """Copy one table (a resolved ``tables`` entry) under its target name and write its audit row
+    (keyed by the entry), success or failure.
+
+    Args:
+        table: the entry, as :func:`plan_tables` returned it.
+        source: source endpoint.
+        target: target endpoint.
+        params: run options (naming, load mode, memory budget, batch sizes, spill root, ...).
+        run_id: the run's id (audit key, spill directory name).
+        attempt: try number, 1-based.
+        label: DAG id or ``cli`` (spill directory names, the table lock's holder text).
+        on_rows: called with each batch's rows as the writer takes it (a progress bar).
+
+    Returns:
+        ``CopyResult.as_dict()`` plus where the rows came from and went: ``source_schema``,
+        ``source_table``, ``target_schema``, ``target_table`` (the names as they are in each
+        database, after the naming options).
+
+    Raises:
+        ReplicationError: the copy failed (``retryable`` says whether a retry can help); the
+            failed audit row is written first.
+    """
+    settings = dataclasses.replace(
+        CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label), on_rows=on_rows
+    )
+    naming = NamingOptions.from_params(params)
+    target_ep = endpoint_with_params(target, params)
+    with opened(source, target_ep) as (src, tgt):
+        spec = _spec(src, table, params)
+        try:
+            tspec = naming.target_spec(spec, src.dialect.quote)
+            with _closing_clone(tgt, _where(tgt, naming, table)) as where:
+                result = copy_table(src, where, spec, settings, tspec)
+                target_schema = where.schema
+        except Exception as exc:
+            _audit_failure(
+                tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}")
+            )
+            raise
+        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result))
+        return {**result.as_dict(), "source_schema": spec.schema, "source_table": spec.name,
+                "target_schema": target_schema, "target_table": tspec.name}
+
+
+def _audit_failure(target: Target, endpoint: Endpoint, record: AuditRecord) -> None:
+    """Write a failed copy's audit row: on the copy's target connection, or, when that one died
+    with the copy, on a fresh one. Never raises (the copy's own error is what surfaces)."""
+    try:
+        write_audit(target, record)
+        return
+    except Exception:  # noqa: BLE001 - the connection may be what failed
+        log.info("audit on the copy's connection failed; writing it on a fresh connection", exc_info=True)
+    try:
+        with open_target(endpoint) as fresh:
+            write_audit(fresh, record)
+    except Exception:  # noqa: BLE001 - nothing left to try; the copy's error is raised by the caller
+        log.error("could not write the failed audit row of %s", record.table_name, exc_info=True)
+
+
+def add_foreign_keys(
+    source: Endpoint, target: Endpoint, tables: list[str], params: Mapping[str, Any] | None = None
+) -> list[str]:
+    """After every table of the run is loaded: create the source's foreign keys whose tables are
+    both in the run (option ``foreign_keys``, default on), under the target names, validated
+    against the loaded rows.
+
+    Returns:
+        ``table.constraint`` (target names) of each foreign key created or re-validated.
+
+    Raises:
+        TargetError: a foreign key the loaded rows violate (names the constraint; permanent).
+    """
+    if (params or {}).get("foreign_keys", True) is False:
+        log.info("foreign keys: off (option foreign_keys)")
+        return []
+    done: list[str] = []
+    naming = NamingOptions.from_params(params)
+    with opened(source, endpoint_with_params(target, params)) as (src, tgt):
+        names = {TableRef.parse(e).name for e in tables}
+        for entry in tables:
+            spec = _spec(src, entry, params)
+            tspec = naming.target_spec(spec, src.dialect.quote)
+            keys = [tfk for fk, tfk in zip(spec.foreign_keys, tspec.foreign_keys, strict=True) if fk.ref_table in names]
+            if keys:
+                with _closing_clone(tgt, _where(tgt, naming, entry)) as where:
+                    where.add_foreign_keys(tspec, keys)
+                done += [f"{tspec.name}.{fk.name}" for fk in keys]
+    log.info("foreign keys: %s", ", ".join(done) or "none in this run")
+    return done
+
+
+def validate_tables(
+    source: Endpoint,
+    target: Endpoint,
+    tables: list[str],
+    params: Mapping[str, Any] | None = None,
+    *,
+    raise_on_mismatch: bool = True,
+) -> list[dict[str, object]]:
+    """Compare exact row counts of every table, source against its target name; log the table.
+
+    Returns:
+        ``CountRow.as_dict()`` per table.
+
+    Raises:
+        ValidationError: some count differs (when ``raise_on_mismatch``).
+    """
+    naming = NamingOptions.from_params(params)
+    with opened(source, endpoint_with_params(target, params)) as (src, tgt):
+        rows = compare_counts(src, tgt, tables, naming=naming, raise_on_mismatch=raise_on_mismatch)
+        return [r.as_dict() for r in rows]
+
+
+def summarise(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:
+    """Log and return the per-table source/target row-count table with each copy's figures."""
+    text = format_count_table([CountRow(c["table"], c["source_rows"], c["target_rows"]) for c in counts])
+    by_table = {c["table"]: c for c in copies if c}
+    lines = [text, "", f"{'table':<20} {'MB':>10} {'batches':>8} {'spills':>7} {'high-water MB':>14} {'seconds':>9}"]
+    for name in sorted(by_table):
+        c = by_table[name]
+        lines.append(
+            f"{name:<20} {c['bytes'] / 1e6:>10.1f} {c['batches']:>8} {c['spill_files']:>7} "
+            f"{c['high_water_bytes'] / 2**20:>14.1f} {c['seconds']:>9.2f}"
+        )
+    report = "\n".join(lines)
+    log.info("replication summary:\n%s", report)
+    return report
+
+
+def sweep(params: Mapping[str, Any], *, run_id: str, label: str) -> list[str]:
+    """The run's final step (whatever the copies did): remove every spill directory the run left
+    behind (a copy killed by the OS cannot remove its own).
+
+    Returns:
+        Names of the directories removed.
+    """
+    settings = CopySettings.from_params(params, run_id=run_id, label=label)
+    return sweep_run(settings.spill_root, label, run_id)
