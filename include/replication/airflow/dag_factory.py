@@ -20,6 +20,7 @@ from include.replication.core.config import (
     LOAD_MODES,
     MAX_PARALLEL_RANGES,
 )
+from include.replication.core.validate import VALIDATE_MODES
 
 __all__ = ["DEFAULT_PARAMS", "build_replication_dag"]
 
@@ -69,6 +70,11 @@ DEFAULT_PARAMS: dict[str, Param] = {
         "executemany", type="string", enum=["executemany", "bulk_copy"],
         description="How a SQL Server target receives rows: chunked multi-row INSERT (executemany) or the "
         "TDS bulk-load protocol (bulk_copy, python-tds; 6 fractional digits for datetime2).",
+    ),
+    "validate": Param(
+        "count", type="string", enum=list(VALIDATE_MODES),
+        description="count: exact COUNT(*) on both sides; checksum: also an order-independent checksum of every "
+        "row's values on both sides, bisected by primary key to name the first differing row.",
     ),
     "spill_root": Param(
         "", type="string",
@@ -137,7 +143,7 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
 
         @task
         def validate(tables: list[str]) -> list[dict[str, object]]:
-            """Compare exact source and target row counts of every copied table."""
+            """Compare exact source and target row counts (and, with validate=checksum, row checksums)."""
             from include.replication.airflow.tasks import validate_tables
 
             return validate_tables(source_conn_id, target_conn_id, tables, get_current_context()["params"])

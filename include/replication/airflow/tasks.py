@@ -16,6 +16,7 @@ from typing import Any
 from include.replication.airflow.connections import endpoint_from_airflow
 from include.replication.core.audit import AuditRecord, ensure_audit_table, write_audit
 from include.replication.core.catalog import TableSpec
+from include.replication.core.checksum import checksum_tables
 from include.replication.core.config import CopySettings
 from include.replication.core.ddl import create_table_sql
 from include.replication.core.endpoint import Endpoint
@@ -24,7 +25,7 @@ from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
 from include.replication.core.spill import sweep_run
-from include.replication.core.validate import compare_counts, format_count_table
+from include.replication.core.validate import compare_counts, format_count_table, validate_mode
 from include.replication.dialects.base import dialect
 from include.replication.dialects.registry import open_source, open_target
 
@@ -224,17 +225,33 @@ def sweep(params: Mapping[str, Any], *, run_id: str, label: str) -> list[str]:
 
 def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str],
                     params: Mapping[str, Any] | None = None) -> list[dict[str, object]]:
-    """Compare exact row counts of every table; log the table.
+    """Compare exact row counts of every table and log the table; with the param ``validate`` =
+    ``checksum``, also the checksum of every table's rows (:mod:`core.checksum`), bisecting a
+    mismatch to its first differing key.
 
     Returns:
-        ``CountRow.as_dict()`` per table.
+        ``CountRow.as_dict()`` per table, with ``checksum`` (``ChecksumResult.as_dict()``) when
+        checksums ran.
 
     Raises:
-        AirflowFailException: some count differs.
+        AirflowFailException: some count or checksum differs (names table, key, column, values).
+        ConfigurationError: an unknown ``validate`` value.
     """
-    with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
+    mode = validate_mode(params)
+    target_ep = _resolve(target)
+    with fail_fast(), _opened(_resolve(source), target_ep) as (src, tgt):
         schema_map = (params or {}).get("schema_map") or None
-        return [r.as_dict() for r in compare_counts(src, tgt, tables, schema_map=schema_map)]
+        rows = [r.as_dict() for r in compare_counts(src, tgt, tables, schema_map=schema_map)]
+        if mode == "checksum":
+            settings = CopySettings.from_params(params or {})
+            with open_source(target_ep) as reader:
+                results = checksum_tables(
+                    src, reader, tgt.dialect, tables, describe=lambda entry: _spec(src, entry, params),
+                    schema_map=schema_map, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes,
+                )
+            for row, result in zip(rows, results, strict=True):
+                row["checksum"] = result.as_dict()
+        return rows
 
 
 def summarise(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:

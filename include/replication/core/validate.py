@@ -5,14 +5,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
 
-from include.replication.core.errors import ValidationError
+from include.replication.core.errors import ConfigurationError, ValidationError
 from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.protocols import Source, Target
 
-__all__ = ["CountRow", "compare_counts", "format_count_table"]
+__all__ = ["ValidateMode", "VALIDATE_MODES", "validate_mode", "CountRow", "compare_counts", "format_count_table"]
 
 log = logging.getLogger(__name__)
+
+ValidateMode = Literal["count", "checksum"]
+"""What the validate task proves: equal ``COUNT(*)`` (``count``), or also equal rows, value for
+value (``checksum``, :mod:`core.checksum`)."""
+VALIDATE_MODES: tuple[str, ...] = get_args(ValidateMode)
+
+
+def validate_mode(params: Mapping[str, Any] | None) -> ValidateMode:
+    """The DAG param ``validate`` (default ``count``), checked.
+
+    Raises:
+        ConfigurationError: a value other than ``count`` or ``checksum``.
+    """
+    value = (params or {}).get("validate") or "count"
+    if value not in VALIDATE_MODES:
+        raise ConfigurationError(f"validate must be one of {list(VALIDATE_MODES)}, got {value!r}")
+    return value  # type: ignore[return-value]  # checked against the Literal's values
 
 
 @dataclass(frozen=True)
