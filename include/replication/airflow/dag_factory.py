@@ -146,7 +146,8 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
             """Compare exact source and target row counts (and, with validate=checksum, row checksums)."""
             from include.replication.airflow.tasks import validate_tables
 
-            return validate_tables(source_conn_id, target_conn_id, tables, get_current_context()["params"])
+            ctx = get_current_context()
+            return validate_tables(source_conn_id, target_conn_id, tables, ctx["params"], run_id=ctx["run_id"])
 
         @task
         def summary(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from include.replication.airflow.connections import endpoint_from_airflow
-from include.replication.core.audit import AuditRecord, ensure_audit_table, write_audit
+from include.replication.core.audit import AuditRecord, ensure_audit_table, record_validation, write_audit
 from include.replication.core.catalog import TableSpec
-from include.replication.core.checksum import checksum_tables
+from include.replication.core.checksum import ChecksumMismatch, checksum_tables
 from include.replication.core.config import CopySettings
 from include.replication.core.ddl import create_table_sql
 from include.replication.core.endpoint import Endpoint
@@ -25,7 +25,7 @@ from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
 from include.replication.core.spill import sweep_run
-from include.replication.core.validate import compare_counts, format_count_table, validate_mode
+from include.replication.core.validate import compare_counts, format_count_table, raise_if_counts_differ, validate_mode
 from include.replication.dialects.base import dialect
 from include.replication.dialects.registry import open_source, open_target
 
@@ -163,9 +163,11 @@ def copy_one_table(
             with _closing_clone(tgt, _target_for(tgt, table, params)) as where:
                 result = copy_table(src, where, spec, settings)
         except Exception as exc:
-            _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}"))
+            _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}",
+                                                                 mode="full"))
             raise
-        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result))
+        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result, mode="full",
+                                     rows_inserted=result.rows_written, rows_updated=0))
         return result.as_dict()
 
 
@@ -224,10 +226,11 @@ def sweep(params: Mapping[str, Any], *, run_id: str, label: str) -> list[str]:
 
 
 def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str],
-                    params: Mapping[str, Any] | None = None) -> list[dict[str, object]]:
+                    params: Mapping[str, Any] | None = None, *, run_id: str | None = None) -> list[dict[str, object]]:
     """Compare exact row counts of every table and log the table; with the param ``validate`` =
     ``checksum``, also the checksum of every table's rows (:mod:`core.checksum`), bisecting a
-    mismatch to its first differing key.
+    mismatch to its first differing key. With ``run_id``, each table's finding is written into its
+    audit row (``validation``) before a mismatch fails the task.
 
     Returns:
         ``CountRow.as_dict()`` per table, with ``checksum`` (``ChecksumResult.as_dict()``) when
@@ -241,16 +244,28 @@ def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list
     target_ep = _resolve(target)
     with fail_fast(), _opened(_resolve(source), target_ep) as (src, tgt):
         schema_map = (params or {}).get("schema_map") or None
-        rows = [r.as_dict() for r in compare_counts(src, tgt, tables, schema_map=schema_map)]
+        counts = compare_counts(src, tgt, tables, schema_map=schema_map, raise_on_mismatch=False)
+        rows = [r.as_dict() for r in counts]
+        findings = {r.table: r.summary() for r in counts}
+        results = []
         if mode == "checksum":
             settings = CopySettings.from_params(params or {})
             with open_source(target_ep) as reader:
                 results = checksum_tables(
                     src, reader, tgt.dialect, tables, describe=lambda entry: _spec(src, entry, params),
                     schema_map=schema_map, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes,
+                    raise_on_mismatch=False,
                 )
             for row, result in zip(rows, results, strict=True):
                 row["checksum"] = result.as_dict()
+                findings[result.table] += "; " + result.summary()
+        if run_id is not None:
+            for table, text in findings.items():
+                record_validation(tgt, run_id, table, text)
+        raise_if_counts_differ(counts)
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise ChecksumMismatch(bad[0])
         return rows
 
 

@@ -11,7 +11,15 @@ from include.replication.core.errors import ConfigurationError, ValidationError
 from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.protocols import Source, Target
 
-__all__ = ["ValidateMode", "VALIDATE_MODES", "validate_mode", "CountRow", "compare_counts", "format_count_table"]
+__all__ = [
+    "ValidateMode",
+    "VALIDATE_MODES",
+    "validate_mode",
+    "CountRow",
+    "compare_counts",
+    "raise_if_counts_differ",
+    "format_count_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,12 @@ class CountRow:
         """Plain dict with an ``ok`` key (XCom-serialisable)."""
         return {**asdict(self), "ok": self.ok}
 
+    def summary(self) -> str:
+        """``count ok 177`` or ``count DIFF source 177 target 176`` (for the audit row)."""
+        if self.ok:
+            return f"count ok {self.source_rows}"
+        return f"count DIFF source {self.source_rows} target {self.target_rows}"
+
 
 def compare_counts(
     source: Source, target: Target, tables: list[str], *, raise_on_mismatch: bool = True,
@@ -88,12 +102,22 @@ def compare_counts(
                 counted = there.count_rows(spec)
         rows.append(CountRow(name, source.count_rows(spec), counted))
     log.info("row counts, source vs target:\n%s", format_count_table(rows))
+    if raise_on_mismatch:
+        raise_if_counts_differ(rows)
+    return rows
+
+
+def raise_if_counts_differ(rows: list[CountRow]) -> None:
+    """Raise when any count differs.
+
+    Raises:
+        ValidationError: names every table whose counts differ, with both counts.
+    """
     bad = [r for r in rows if not r.ok]
-    if bad and raise_on_mismatch:
+    if bad:
         raise ValidationError(
             "row counts differ: " + ", ".join(f"{r.table} {r.source_rows} != {r.target_rows}" for r in bad)
         )
-    return rows
 
 
 def format_count_table(rows: list[CountRow]) -> str:
