@@ -20,6 +20,7 @@ from include.replication.core.config import (
     LOAD_MODES,
     MAX_PARALLEL_RANGES,
 )
+from include.replication.core.incremental import SYNC_MODES
 from include.replication.core.validate import VALIDATE_MODES
 
 __all__ = ["DEFAULT_PARAMS", "build_replication_dag"]
@@ -70,6 +71,15 @@ DEFAULT_PARAMS: dict[str, Param] = {
         "executemany", type="string", enum=["executemany", "bulk_copy"],
         description="How a SQL Server target receives rows: chunked multi-row INSERT (executemany) or the "
         "TDS bulk-load protocol (bulk_copy, python-tds; 6 fractional digits for datetime2).",
+    ),
+    "mode": Param(
+        "full", type="string", enum=list(SYNC_MODES),
+        description="full: copy every row; append: copy only the rows whose integer primary key is above the "
+        "high-water mark kept in the target's replication_state table (the first run is a full load that sets it).",
+    ),
+    "table_modes": Param(
+        {}, type="object",
+        description='Sync mode per table, overriding mode, e.g. {"Votes": "append", "Badges": "append"}.',
     ),
     "validate": Param(
         "count", type="string", enum=list(VALIDATE_MODES),

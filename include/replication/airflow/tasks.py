@@ -20,7 +20,9 @@ from include.replication.core.checksum import ChecksumMismatch, checksum_tables
 from include.replication.core.config import CopySettings
 from include.replication.core.ddl import create_table_sql
 from include.replication.core.endpoint import Endpoint
-from include.replication.core.errors import ReplicationError
+from include.replication.core.errors import ConfigurationError, ReplicationError
+from include.replication.core.incremental import append_table, table_mode
+from include.replication.core.keyranges import integer_key
 from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
@@ -108,7 +110,8 @@ def plan_tables(
         The entries, largest row estimate first (so the long copies start first).
 
     Raises:
-        ConfigurationError: a named table does not exist.
+        ConfigurationError: a named table does not exist; a bad ``mode`` / ``table_modes`` value, or
+            an ``append`` table without a single integer primary key.
         UnsupportedTypeError: a column type is not in the type map, or the target cannot hold it.
     """
     with fail_fast(), _opened(_resolve(source), _resolve(target)) as (src, tgt):
@@ -116,6 +119,9 @@ def plan_tables(
         specs = {entry: _spec(src, entry, params) for entry in entries}
         for spec in specs.values():
             create_table_sql(spec, tgt.dialect, tgt.schema, source=src.dialect)  # raises before anything is touched
+        for entry, spec in specs.items():
+            if table_mode(params, entry) == "append" and integer_key(spec) is None:
+                raise ConfigurationError("append mode needs a single integer primary key", table=entry)
         if load_mode == "drop":
             for entry, spec in specs.items():
                 with _closing_clone(tgt, _target_for(tgt, entry, params)) as where:
@@ -146,10 +152,12 @@ def copy_one_table(
     attempt: int,
     label: str,
 ) -> dict[str, object]:
-    """Copy one table (a ``tables`` entry) and write its audit row, success or failure.
+    """Copy one table (a ``tables`` entry) in its sync mode (params ``mode`` / ``table_modes``:
+    ``full`` or ``append``, :mod:`core.incremental`) and write its audit row, success or failure.
 
     Returns:
-        ``CopyResult.as_dict()``.
+        ``CopyResult.as_dict()`` (``append``: ``SyncResult.as_dict()``, with the mode, rows
+        inserted and the high-water marks).
 
     Raises:
         AirflowFailException: a permanent error (bad value, unsupported type, count mismatch).
@@ -159,16 +167,27 @@ def copy_one_table(
     target_ep = _resolve(target, params)
     with fail_fast(), _opened(_resolve(source), target_ep) as (src, tgt):
         spec = _spec(src, table, params)
+        mode = table_mode(params, table)
         try:
             with _closing_clone(tgt, _target_for(tgt, table, params)) as where:
-                result = copy_table(src, where, spec, settings)
+                if mode == "append":
+                    synced = append_table(src, where, spec, settings, table=table)
+                else:
+                    copied = copy_table(src, where, spec, settings)
         except Exception as exc:
             _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}",
-                                                                 mode="full"))
+                                                                 mode=mode))
             raise
-        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result, mode="full",
-                                     rows_inserted=result.rows_written, rows_updated=0))
-        return result.as_dict()
+        if mode == "append":
+            write_audit(tgt, AuditRecord(
+                run_id, table, "success", attempt, result=synced.copy, mode=mode, rows_inserted=synced.rows_inserted,
+                rows_updated=0, rows_deleted=None if synced.first_load else 0,
+                high_water_mark_before=synced.high_water_mark_before, high_water_mark_after=synced.high_water_mark_after,
+            ))
+            return synced.as_dict()
+        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=copied, mode="full",
+                                     rows_inserted=copied.rows_written, rows_updated=0))
+        return copied.as_dict()
 
 
 def add_foreign_keys(source: str | Endpoint, target: str | Endpoint, tables: list[str],
