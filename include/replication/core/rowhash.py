@@ -8,9 +8,9 @@ tag for NULL, so NULL and an empty string differ. A row's hash mixes its column 
 column order (swapping two values changes it). Two batches with the same schema and the same
 values give the same row hashes whatever their chunking or their buffers' offsets.
 
-A variable-length value is cut into 8-byte words; each word, tagged with its position, goes
-through a multiply-xorshift bijection, the results are summed mod 2^64 and mixed (``splitmix64``)
-with the length: a good checksum of accidental differences (a changed word always changes its term),
+A variable-length value is cut into 8-byte words; each word goes through a multiply-xorshift
+bijection, the results are summed as a polynomial in an odd base mod 2^64 (so word order counts)
+and mixed (``splitmix64``) with the length: a good checksum of accidental differences (a changed word always changes its term),
 not a cryptographic one. Transient memory of a string column is about 6 bytes per byte of text
 in the slice being hashed (at most :data:`SLICE_BYTES`, or one larger value alone).
 
@@ -19,6 +19,7 @@ Pure logic: numpy and pyarrow only, no database driver.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,17 +75,16 @@ def _hash_varlen(arr: pa.Array) -> np.ndarray:
     """uint64 hash per value of a string/binary array (NULLs not yet tagged), in row slices of at
     most :data:`SLICE_BYTES` bytes of data."""
     large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if large else np.int32)[
-        arr.offset : arr.offset + len(arr) + 1
-    ]
-    offsets = offsets.astype(np.int64)
+    raw = np.frombuffer(arr.buffers()[1], dtype=np.int64 if large else np.int32)
+    offsets: np.ndarray = raw[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
     data_buf = arr.buffers()[2]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
     out = np.empty(len(arr), dtype=np.uint64)
+    padded = offsets + 8 * np.arange(len(offsets), dtype=np.int64)  # bounds the words of a run of rows
     first = 0
     while first < len(arr):
-        # the longest run of rows whose bytes fit in one slice (at least one row)
-        last = int(np.searchsorted(offsets, offsets[first] + SLICE_BYTES, side="right")) - 1
+        # the longest run of rows whose words fit in one slice (at least one row)
+        last = int(np.searchsorted(padded, padded[first] + SLICE_BYTES, side="right")) - 1
         last = min(max(last, first + 1), len(arr))
         out[first:last] = _hash_slice(data, offsets[first : last + 1])
         first = last
@@ -93,9 +93,9 @@ def _hash_varlen(arr: pa.Array) -> np.ndarray:
 
 def _hash_slice(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Hash of each value ``data[offsets[i]:offsets[i+1]]``: the value is cut into 8-byte
-    little-endian words (the last one zero-padded); word ``k`` contributes the bijection
-    ``f(word ^ k * GOLDEN)`` (multiply, xor-shift, multiply); the contributions are summed mod 2^64
-    and the sum is mixed with the value's length. Works in place on one array per word."""
+    little-endian words ``w_k`` (the last one zero-padded); the hash is ``sum_k f(w_k) * B**k``
+    mod 2^64, with ``f`` a multiply-xorshift bijection and ``B`` odd (computed over the slice's
+    word positions and shifted back by ``B**-first``), mixed with the value's length."""
     lengths = np.diff(offsets)
     base = int(offsets[0])
     total = int(offsets[-1]) - base
@@ -106,23 +106,51 @@ def _hash_slice(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         at_byte = np.ndarray((total + 1,), dtype="<u8", buffer=buf, strides=(1,))  # the 8 bytes from each byte
         nwords = (lengths + 7) // 8
         first = np.cumsum(nwords) - nwords  # each value's first word
-        index = np.arange(int(first[-1] + nwords[-1]), dtype=np.int64)  # word j of the slice
-        at = np.repeat(offsets[:-1] - base - 8 * first, nwords)
-        at += 8 * index
+        count = int(first[-1] + nwords[-1])
+        at = np.arange(0, 8 * count, 8, dtype=np.int64)
+        at += np.repeat(offsets[:-1] - base - 8 * first, nwords)
         words = at_byte[at]
         nonempty = nwords > 0
         rem = (lengths - 8 * (nwords - 1))[nonempty].astype(np.uint64)  # bytes in the last word: 1..8
         keep = np.where(rem == 8, _U(0xFFFFFFFFFFFFFFFF), (_U(1) << (_U(8) * (rem % _U(8)))) - _U(1))
         words[(first + nwords - 1)[nonempty]] &= keep  # drop the next value's bytes
-        index -= np.repeat(first, nwords)  # now k, the word's position in its value
+        powers, inverses = _powers(count)
         with np.errstate(over="ignore"):
-            words ^= index.view(np.uint64) * _GOLDEN
             words *= _M1
             words ^= words >> _U(32)
             words *= _M1
-            sums[nonempty] = np.add.reduceat(words, first[nonempty])
+            words *= powers[:count]
+            starts = first[nonempty]
+            sums[nonempty] = np.add.reduceat(words, starts) * inverses[starts]
     with np.errstate(over="ignore"):
         return _mix(sums + (lengths.astype(np.uint64) + _U(1)) * _GOLDEN)
+
+
+_BASE = 0x100000001B3  # odd: invertible mod 2^64
+_TABLE_WORDS = SLICE_BYTES // 8 + 1
+_POWERS: tuple[np.ndarray, np.ndarray] | None = None
+_POWERS_LOCK = threading.Lock()
+
+
+def _power_tables(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``B**k`` and ``B**-k`` mod 2^64 for ``k < size``."""
+    one = np.ones(1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        up = np.cumprod(np.full(size - 1, _U(_BASE), dtype=np.uint64))
+        down = np.cumprod(np.full(size - 1, _U(pow(_BASE, -1, 2**64)), dtype=np.uint64))
+    return np.concatenate([one, up]), np.concatenate([one, down])
+
+
+def _powers(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Power tables covering ``count`` words: the shared ones for a slice (2 MiB, built once under a
+    lock: the two sides hash on two threads), fresh ones for one larger value."""
+    global _POWERS
+    if count > _TABLE_WORDS:
+        return _power_tables(count)
+    with _POWERS_LOCK:
+        if _POWERS is None:
+            _POWERS = _power_tables(_TABLE_WORDS)
+        return _POWERS
 
 
 def column_hashes(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:

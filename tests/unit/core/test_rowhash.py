@@ -139,3 +139,11 @@ def test_every_single_bit_flip_changes_the_hash_whatever_the_neighbours(length):
             flipped[i] ^= 1 << bit
             assert column_hashes(pa.array([bytes(flipped)], pa.binary()))[0] != alone, (i, bit)
     assert column_hashes(pa.array([value + b"\0"], pa.binary()))[0] != alone  # a trailing NUL byte counts
+
+
+def test_many_tiny_values_spanning_several_slices_hash_as_each_alone():
+    values = pa.array([chr(97 + i % 26) * (i % 3) for i in range(300_000)])  # '', 'b', 'cc', ...: 3 slices
+    h = column_hashes(values)
+    for i in (0, 1, 2, 116_507, 116_508, 233_016, 299_999):
+        assert h[i] == column_hashes(values.slice(i, 1))[0], i
+    assert h[3] == h[0] and h[1] != h[4]  # equal values hash equal: '' and ''; 'b' and 'e' differ
