@@ -19,17 +19,26 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from include.replication.core.audit import AUDIT_SPEC, AuditRecord, ensure_audit_table, write_audit
+from include.replication.core.audit import AUDIT_SPEC, AuditRecord, ensure_audit_table, record_validation, write_audit
 from include.replication.core.catalog import TableSpec
+from include.replication.core.checksum import ChecksumMismatch, checksum_tables
 from include.replication.core.config import CopySettings, RowsCallback
 from include.replication.core.ddl import STAGE_SUFFIX, build_keys_sql, create_table_sql, foreign_key_sql
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError
+from include.replication.core.incremental import append_table, table_mode
+from include.replication.core.keyranges import integer_key
 from include.replication.core.naming import NamingOptions, TableRef, resolve_tables
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
 from include.replication.core.spill import sweep_run
-from include.replication.core.validate import CountRow, compare_counts, format_count_table
+from include.replication.core.validate import (
+    CountRow,
+    compare_counts,
+    format_count_table,
+    raise_if_counts_differ,
+    validate_mode,
+)
 from include.replication.dialects.base import dialect
 from include.replication.dialects.registry import open_source, open_target
 
@@ -132,8 +141,36 @@ def _mapped(
             )
         owners[where] = entry
         create_table_sql(tspec, tgt.dialect, where[0], source=src.dialect)  # raises before anything is touched
+        _check_sync_options(entry, spec, tspec, params)
         mapped[entry] = (spec, tspec)
     return naming, mapped
+
+
+def _renamed(spec: TableSpec, tspec: TableSpec) -> bool:
+    """True when the naming options give the table or a column another name in the target."""
+    return tspec.name != spec.name or [c.name for c in tspec.columns] != [c.name for c in spec.columns]
+
+
+def _check_sync_options(entry: str, spec: TableSpec, tspec: TableSpec, params: Mapping[str, Any] | None) -> None:
+    """Fail before anything is touched on a sync mode or validation the table cannot take.
+
+    Raises:
+        ConfigurationError: an unknown ``mode`` / ``table_modes`` / ``validate`` value; ``append``
+            on a table without a single integer primary key; ``append`` or ``validate=checksum``
+            together with naming options that rename the table or its columns (the high-water
+            mark and the checksum read the target under the source's names; not supported yet).
+    """
+    mode = table_mode(params, entry)
+    check = validate_mode(params)
+    if mode == "append" and integer_key(spec) is None:
+        raise ConfigurationError("append mode needs a single integer primary key", table=entry)
+    if _renamed(spec, tspec) and (mode == "append" or check == "checksum"):
+        what = "mode append" if mode == "append" else "validate=checksum"
+        raise ConfigurationError(
+            f"{what} is not supported together with target_case/target_table_template that rename the table "
+            f"or its columns ({spec.name} -> {tspec.name}); keep target_case=preserve and no template for this run",
+            table=entry,
+        )
 
 
 def prepare_run(source: Endpoint, target: Endpoint, params: Mapping[str, Any] | None = None) -> list[tuple[str, int]]:
@@ -378,10 +415,15 @@ def copy_one_table(
         label: DAG id or ``cli`` (spill directory names, the table lock's holder text).
         on_rows: called with each batch's rows as the writer takes it (a progress bar).
 
+    The table's sync mode (``mode`` / ``table_modes``: ``full`` or ``append``,
+    :mod:`core.incremental`) decides how: ``full`` copies every row in the load mode; ``append``
+    copies only the rows above the target's high-water mark.
+
     Returns:
-        ``CopyResult.as_dict()`` plus where the rows came from and went: ``source_schema``,
-        ``source_table``, ``target_schema``, ``target_table`` (the names as they are in each
-        database, after the naming options).
+        ``CopyResult.as_dict()`` (``append``: ``SyncResult.as_dict()``, with the mode, rows
+        inserted and the high-water marks) plus where the rows came from and went:
+        ``source_schema``, ``source_table``, ``target_schema``, ``target_table`` (the names as
+        they are in each database, after the naming options).
 
     Raises:
         ReplicationError: the copy failed (``retryable`` says whether a retry can help); the
@@ -394,18 +436,32 @@ def copy_one_table(
     target_ep = endpoint_with_params(target, params)
     with opened(source, target_ep) as (src, tgt):
         spec = _spec(src, table, params)
+        mode = table_mode(params, table)
         try:
             tspec = naming.target_spec(spec, src.dialect.quote)
+            _check_sync_options(table, spec, tspec, params)
             with _closing_clone(tgt, _where(tgt, naming, table)) as where:
-                result = copy_table(src, where, spec, settings, tspec)
+                if mode == "append":
+                    synced = append_table(src, where, spec, settings, table=table)
+                else:
+                    copied = copy_table(src, where, spec, settings, tspec)
                 target_schema = where.schema
         except Exception as exc:
-            _audit_failure(
-                tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}")
-            )
+            _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt,
+                                                       error=f"{type(exc).__name__}: {exc}", mode=mode))
             raise
-        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result))
-        return {**result.as_dict(), "source_schema": spec.schema, "source_table": spec.name,
+        if mode == "append":
+            write_audit(tgt, AuditRecord(
+                run_id, table, "success", attempt, result=synced.copy, mode=mode, rows_inserted=synced.rows_inserted,
+                rows_updated=0, rows_deleted=None if synced.first_load else 0,
+                high_water_mark_before=synced.high_water_mark_before, high_water_mark_after=synced.high_water_mark_after,
+            ))
+            result = synced.as_dict()
+        else:
+            write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=copied, mode="full",
+                                         rows_inserted=copied.rows_written, rows_updated=0))
+            result = copied.as_dict()
+        return {**result, "source_schema": spec.schema, "source_table": spec.name,
                 "target_schema": target_schema, "target_table": tspec.name}
 
 
@@ -463,19 +519,51 @@ def validate_tables(
     params: Mapping[str, Any] | None = None,
     *,
     raise_on_mismatch: bool = True,
+    run_id: str | None = None,
 ) -> list[dict[str, object]]:
-    """Compare exact row counts of every table, source against its target name; log the table.
+    """Compare exact row counts of every table, source against its target name, and log the
+    table; with the option ``validate`` = ``checksum``, also the checksum of every table's rows
+    (:mod:`core.checksum`), bisecting a mismatch to its first differing key. With ``run_id``, each
+    table's finding is written into its audit row (``validation``) before a mismatch fails.
 
     Returns:
-        ``CountRow.as_dict()`` per table.
+        ``CountRow.as_dict()`` per table, with ``checksum`` (``ChecksumResult.as_dict()``) when
+        checksums ran.
 
     Raises:
-        ValidationError: some count differs (when ``raise_on_mismatch``).
+        ValidationError: some count differs; ChecksumMismatch (a ValidationError): some checksum
+            differs, naming table, key, column and both values (both when ``raise_on_mismatch``).
+        ConfigurationError: an unknown ``validate`` value.
     """
     naming = NamingOptions.from_params(params)
-    with opened(source, endpoint_with_params(target, params)) as (src, tgt):
-        rows = compare_counts(src, tgt, tables, naming=naming, raise_on_mismatch=raise_on_mismatch)
-        return [r.as_dict() for r in rows]
+    check = validate_mode(params)
+    target_ep = endpoint_with_params(target, params)
+    with opened(source, target_ep) as (src, tgt):
+        counts = compare_counts(src, tgt, tables, naming=naming, raise_on_mismatch=False)
+        rows = [r.as_dict() for r in counts]
+        findings = {r.table: r.summary() for r in counts}
+        results = []
+        if check == "checksum":
+            settings = CopySettings.from_params(params or {})
+            schema_map = (params or {}).get("schema_map") or None
+            with open_source(target_ep) as reader:
+                results = checksum_tables(
+                    src, reader, tgt.dialect, tables, describe=lambda entry: _spec(src, entry, params),
+                    schema_map=schema_map, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes,
+                    raise_on_mismatch=False,
+                )
+            for row, result in zip(rows, results, strict=True):
+                row["checksum"] = result.as_dict()
+                findings[result.table] += "; " + result.summary()
+        if run_id is not None:
+            for table, text in findings.items():
+                record_validation(tgt, run_id, table, text)
+        if raise_on_mismatch:
+            raise_if_counts_differ(counts)
+            bad = [r for r in results if not r.ok]
+            if bad:
+                raise ChecksumMismatch(bad[0])
+        return rows
 
 
 def summarise(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:

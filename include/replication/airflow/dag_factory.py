@@ -24,6 +24,8 @@ from include.replication.core.config import (
     MAX_PARALLEL_RANGES,
     TARGET_CASES,
 )
+from include.replication.core.incremental import SYNC_MODES
+from include.replication.core.validate import VALIDATE_MODES
 
 __all__ = ["DEFAULT_PARAMS", "build_replication_dag"]
 
@@ -93,6 +95,20 @@ DEFAULT_PARAMS: dict[str, Param] = {
         "executemany", type="string", enum=["executemany", "bulk_copy"],
         description="How a SQL Server target receives rows: chunked multi-row INSERT (executemany) or the "
         "TDS bulk-load protocol (bulk_copy, python-tds; 6 fractional digits for datetime2).",
+    ),
+    "mode": Param(
+        "full", type="string", enum=list(SYNC_MODES),
+        description="full: copy every row; append: copy only the rows whose integer primary key is above the "
+        "high-water mark kept in the target's replication_state table (the first run is a full load that sets it).",
+    ),
+    "table_modes": Param(
+        {}, type="object",
+        description='Sync mode per table, overriding mode, e.g. {"Votes": "append", "Badges": "append"}.',
+    ),
+    "validate": Param(
+        "count", type="string", enum=list(VALIDATE_MODES),
+        description="count: exact COUNT(*) on both sides; checksum: also an order-independent checksum of every "
+        "row's values on both sides, bisected by primary key to name the first differing row.",
     ),
     "spill_root": Param(
         "", type="string",
@@ -165,10 +181,11 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
 
         @task
         def validate(tables: list[str]) -> list[dict[str, object]]:
-            """Compare exact source and target row counts of every copied table."""
+            """Compare exact source and target row counts (and, with validate=checksum, row checksums)."""
             from include.replication.airflow.tasks import validate_tables
 
-            return validate_tables(source_conn_id, target_conn_id, tables, get_current_context()["params"])
+            ctx = get_current_context()
+            return validate_tables(source_conn_id, target_conn_id, tables, ctx["params"], run_id=ctx["run_id"])
 
         @task
         def summary(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:

@@ -130,14 +130,15 @@ def add_foreign_keys(source: str | Endpoint, target: str | Endpoint, tables: lis
 
 
 def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list[str],
-                    params: Mapping[str, Any] | None = None) -> list[dict[str, object]]:
-    """The validate task: :func:`engine.validate_tables` (exact counts, source vs target names).
+                    params: Mapping[str, Any] | None = None, *, run_id: str | None = None) -> list[dict[str, object]]:
+    """The validate task: :func:`engine.validate_tables` (exact counts, source vs target names;
+    with ``validate=checksum`` also row checksums; each finding into the run's audit rows).
 
     Returns:
-        ``CountRow.as_dict()`` per table.
+        ``CountRow.as_dict()`` per table (with ``checksum`` when checksums ran).
 
     Raises:
-        AirflowFailException: some count differs.
+        AirflowFailException: some count or checksum differs (names table, key, column, values).
     """
     with fail_fast():
-        return engine.validate_tables(_resolve(source), _resolve(target), tables, params)
+        return engine.validate_tables(_resolve(source), _resolve(target), tables, params, run_id=run_id)

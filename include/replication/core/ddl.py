@@ -27,6 +27,9 @@ __all__ = [
     "primary_key_name",
     "index_sql",
     "drop_keys_sql",
+    "string_literal",
+    "column_names_sql",
+    "add_column_sql",
 ]
 
 
@@ -211,3 +214,26 @@ def key_bounds_sql(spec: TableSpec, dialect: Dialect) -> str | None:
         return None
     q = dialect.quote(column)
     return f"SELECT min({q}), max({q}) FROM {dialect.qualified(spec.schema, spec.name)}"
+
+
+def string_literal(text: str) -> str:
+    """A SQL national string literal ``N'...'`` (quotes doubled; NUL characters dropped), read the
+    same by PostgreSQL and SQL Server."""
+    return "N'" + text.replace("\x00", "").replace("'", "''") + "'"
+
+
+def column_names_sql(schema: str, table: str) -> str:
+    """``SELECT column_name FROM information_schema.columns`` of one table (both dialects)."""
+    return (f"SELECT column_name FROM information_schema.columns WHERE table_schema = {string_literal(schema)} "
+            f"AND table_name = {string_literal(table)}")
+
+
+def add_column_sql(spec: TableSpec, column: str, target: Dialect, schema: str) -> str:
+    """``ALTER TABLE ... ADD <column> <type>`` (nullable) adding one of ``spec``'s columns to the
+    existing table ``schema.spec.name``.
+
+    Raises:
+        UnsupportedTypeError: the column's type cannot be held by the target.
+    """
+    c = spec.column(column)
+    return f"ALTER TABLE {target.qualified(schema, spec.name)} ADD {target.quote(c.name)} {target_type(spec, c, target)}"

@@ -154,6 +154,16 @@ class Target(Protocol):
         """Roll back the open unit, if any. Never raises for a broken connection."""
         ...
 
+    def execute_in_unit(self, sql: str) -> list[tuple[object, ...]]:
+        """Run one statement (no parameters) inside the open unit's transaction, without
+        committing, so it commits or rolls back with the unit's rows (the incremental state);
+        return its rows.
+
+        Raises:
+            TargetError: the statement failed (the unit is rolled back).
+        """
+        ...
+
     def finish_table(self, spec: TableSpec, *, build_keys: bool = True) -> None:
         """Build the primary key and secondary indexes (unless ``build_keys`` is False), align the
         identity / sequence to max(Id)."""

@@ -5,14 +5,40 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
 
-from include.replication.core.errors import ValidationError
+from include.replication.core.errors import ConfigurationError, ValidationError
 from include.replication.core.naming import NamingOptions, TableRef, target_schema
 from include.replication.core.protocols import Source, Target
 
-__all__ = ["CountRow", "compare_counts", "format_count_table"]
+__all__ = [
+    "ValidateMode",
+    "VALIDATE_MODES",
+    "validate_mode",
+    "CountRow",
+    "compare_counts",
+    "raise_if_counts_differ",
+    "format_count_table",
+]
 
 log = logging.getLogger(__name__)
+
+ValidateMode = Literal["count", "checksum"]
+"""What the validate task proves: equal ``COUNT(*)`` (``count``), or also equal rows, value for
+value (``checksum``, :mod:`core.checksum`)."""
+VALIDATE_MODES: tuple[str, ...] = get_args(ValidateMode)
+
+
+def validate_mode(params: Mapping[str, Any] | None) -> ValidateMode:
+    """The DAG param ``validate`` (default ``count``), checked.
+
+    Raises:
+        ConfigurationError: a value other than ``count`` or ``checksum``.
+    """
+    value = (params or {}).get("validate") or "count"
+    if value not in VALIDATE_MODES:
+        raise ConfigurationError(f"validate must be one of {list(VALIDATE_MODES)}, got {value!r}")
+    return value  # type: ignore[return-value]  # checked against the Literal's values
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,12 @@ class CountRow:
     def as_dict(self) -> dict[str, object]:
         """Plain dict with an ``ok`` key (XCom-serialisable)."""
         return {**asdict(self), "ok": self.ok}
+
+    def summary(self) -> str:
+        """``count ok 177`` or ``count DIFF source 177 target 176`` (for the audit row)."""
+        if self.ok:
+            return f"count ok {self.source_rows}"
+        return f"count DIFF source {self.source_rows} target {self.target_rows}"
 
 
 def compare_counts(
@@ -74,12 +106,22 @@ def compare_counts(
                 counted = there.count_rows(tspec)
         rows.append(CountRow(name, source.count_rows(spec), counted))
     log.info("row counts, source vs target:\n%s", format_count_table(rows))
+    if raise_on_mismatch:
+        raise_if_counts_differ(rows)
+    return rows
+
+
+def raise_if_counts_differ(rows: list[CountRow]) -> None:
+    """Raise when any count differs.
+
+    Raises:
+        ValidationError: names every table whose counts differ, with both counts.
+    """
     bad = [r for r in rows if not r.ok]
-    if bad and raise_on_mismatch:
+    if bad:
         raise ValidationError(
             "row counts differ: " + ", ".join(f"{r.table} {r.source_rows} != {r.target_rows}" for r in bad)
         )
-    return rows
 
 
 def format_count_table(rows: list[CountRow]) -> str:

@@ -97,3 +97,22 @@ def test_drop_keys_before_a_retried_load_parse_in_both_dialects():
     assert '"PK_Posts__Id"' in primary_key_sql(spec, POSTGRES, "public")
     keyless = TableSpec("T", spec.columns, schema="dbo", dialect="mssql")
     assert drop_keys_sql(keyless, MSSQL, "dbo") == []
+
+
+def test_audit_migration_statements_for_both_dialects():
+    from include.replication.core.audit import AUDIT_SPEC
+    from include.replication.core.ddl import add_column_sql, column_names_sql, string_literal
+    from include.replication.dialects.mssql.dialect import MSSQL
+    from include.replication.dialects.postgres.dialect import POSTGRES
+
+    assert add_column_sql(AUDIT_SPEC, "validation", MSSQL, "dbo") == (
+        "ALTER TABLE [dbo].[replication_audit] ADD [validation] nvarchar(4000)"
+    )
+    assert add_column_sql(AUDIT_SPEC, "rows_updated", POSTGRES, "public") == (
+        'ALTER TABLE "public"."replication_audit" ADD "rows_updated" bigint'
+    )
+    assert string_literal("it's\x00 ok") == "N'it''s ok'"
+    assert column_names_sql("dbo", "replication_audit") == (
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = N'dbo' "
+        "AND table_name = N'replication_audit'"
+    )

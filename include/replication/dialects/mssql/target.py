@@ -713,6 +713,18 @@ class MssqlTarget(Closing):
             self.rollback_unit()
             raise TargetError(f"commit failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
+    def execute_in_unit(self, sql: str) -> list[tuple[object, ...]]:
+        """Run one statement inside the open unit's transaction (no commit); return its rows.
+
+        Raises:
+            TargetError: the statement failed (the unit is rolled back).
+        """
+        try:
+            return list(self._run(sql))
+        except Exception as exc:
+            self.rollback_unit()
+            raise TargetError(f"statement in the copy unit failed: {exc}", retryable=is_transient(exc)) from exc
+
     def rollback_unit(self) -> None:
         """Roll back the open transaction, if any, and switch IDENTITY_INSERT off; never raises.
 

@@ -1,0 +1,24 @@
+"""The checksum cost benchmark's summary: per-table medians over rounds and the total ratio."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.checksum_cost import summarize
+
+
+def test_summary_takes_medians_per_table_and_the_ratio_of_their_sums():
+    runs = [
+        {"table": "Posts", "rows": 10, "copy_s": 10.0, "checksum_s": 4.0},
+        {"table": "Posts", "rows": 10, "copy_s": 12.0, "checksum_s": 9.0},
+        {"table": "Posts", "rows": 10, "copy_s": 11.0, "checksum_s": 5.0},
+        {"table": "Votes", "rows": 99, "copy_s": 2.0, "checksum_s": 1.0},
+    ]
+    summary = summarize(runs)
+    assert summary["tables"] == {
+        "Posts": {"rows": 10, "copy_s": 11.0, "checksum_s": 5.0, "ratio": 0.455},
+        "Votes": {"rows": 99, "copy_s": 2.0, "checksum_s": 1.0, "ratio": 0.5},
+    }
+    assert (summary["copy_s"], summary["checksum_s"], summary["ratio"]) == (13.0, 6.0, 0.462)
+    with pytest.raises(ValueError, match="no runs"):
+        summarize([])
