@@ -31,6 +31,8 @@ from include.replication.airflow.connections import endpoint_from_text
 from include.replication.core.config import LOAD_MODES, MAX_PARALLEL_RANGES, TARGET_CASES
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError, ValidationError
+from include.replication.core.incremental import SYNC_MODES
+from include.replication.core.validate import VALIDATE_MODES
 
 __all__ = ["build_parser", "params_from_args", "main"]
 
@@ -116,6 +118,20 @@ def _add_load(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sync(p: argparse.ArgumentParser) -> None:
+    """``--mode`` and ``--table-mode`` (the DAG params ``mode`` and ``table_modes``)."""
+    p.add_argument("--mode", choices=SYNC_MODES,
+                   help="full (default): copy every row; append: only rows above the target's high-water mark")
+    p.add_argument("--table-mode", action="append", metavar="TABLE=MODE",
+                   help="sync mode of one table, overriding --mode (e.g. Votes=append); repeatable")
+
+
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    """``--validate`` (the DAG param ``validate``)."""
+    p.add_argument("--validate", choices=VALIDATE_MODES,
+                   help="count (default): exact COUNT(*); checksum: also row checksums, naming the first differing row")
+
+
 def _wrap(text: str) -> str:
     return textwrap.fill(text, 100)
 
@@ -146,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_endpoints(plan)
     _add_naming(plan)
     _add_load(plan)
+    _add_sync(plan)
+    _add_validate(plan)
 
     copy = sub.add_parser(
         "copy",
@@ -161,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_endpoints(copy)
     _add_naming(copy)
     _add_load(copy)
+    _add_sync(copy)
+    _add_validate(copy)
     g = copy.add_argument_group("memory and batches (the DAG params of the same names)")
     g.add_argument("--memory-budget-mib", type=int, metavar="MIB", help="MiB of row data a copy holds (default 128)")
     g.add_argument("--batch-rows", type=int, metavar="ROWS", help="most rows per RecordBatch (default 50000)")
@@ -194,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_endpoints(validate)
     _add_naming(validate)
+    _add_validate(validate)
     for p in (plan, copy, validate):
         p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return parser
@@ -211,6 +232,8 @@ _PARAM_NAMES = (
     "parallel_ranges",
     "spill_root",
     "sqlserver_write_method",
+    "mode",
+    "validate",
 )
 
 
@@ -234,6 +257,14 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
             raise ConfigurationError(f"--schema-map wants SRC=DST, got {bad}")
         params["schema_map"] = {a: b for a, _, b in pairs}
+    if getattr(args, "table_mode", None):
+        pairs = [item.partition("=") for item in args.table_mode]
+        bad = [a for a, eq, b in pairs if not (eq and a and b)]
+        if bad:
+            from include.replication.core.errors import ConfigurationError
+
+            raise ConfigurationError(f"--table-mode wants TABLE=MODE, got {bad}")
+        params["table_modes"] = {a: b for a, _, b in pairs}
     return params
 
 

@@ -100,3 +100,15 @@ def test_help_everywhere(command):
         assert "examples:" in run.stdout and "--source URI|CONN_ID" in run.stdout and "--target-case" in run.stdout
     else:
         assert "{plan,copy,validate}" in run.stdout and "exit codes" in run.stdout
+
+
+def test_sync_and_validation_options_are_the_dag_params():
+    args = build_parser().parse_args(["copy", *ENDPOINTS, "--mode", "append", "--table-mode", "Votes=full",
+                                      "--table-mode", "Badges=append", "--validate", "checksum"])
+    params = params_from_args(args)
+    assert params == {"mode": "append", "table_modes": {"Votes": "full", "Badges": "append"}, "validate": "checksum"}
+    assert set(params) <= set(DEFAULT_PARAMS)
+    assert params_from_args(build_parser().parse_args(["validate", *ENDPOINTS, "--validate", "checksum"])) == {
+        "validate": "checksum"}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["copy", *ENDPOINTS, "--mode", "merge"])
