@@ -108,6 +108,22 @@ def test_plan_prints_ddl_estimates_and_actions_and_touches_nothing(source, targe
     assert "Users" not in out.split("audit:")[0].replace("OwnerUserId", "").replace("LastEditorUserId", "")
     assert out.rstrip().endswith("audit: create replication_audit and write one row per table")
     assert _sql(tgt_uri, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == [(0,)]
+    dry = cli(
+        "copy",
+        "--plan-only",
+        "--source",
+        source,
+        "--target",
+        tgt_conn,
+        "--tables",
+        "Post*",
+        "--exclude",
+        "PostHistory*",
+        "--target-case",
+        "lower",
+    )
+    assert dry.returncode == 0 and dry.stdout == run.stdout
+    assert _sql(tgt_uri, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == [(0,)]
 
 
 def test_copy_validate_and_plan_again(source, target, tmp_path):
