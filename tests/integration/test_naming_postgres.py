@@ -208,3 +208,20 @@ def test_two_tables_mapped_to_one_target_name_are_refused_at_plan(local_pg, so):
         )
     assert "Users and users would both be written to public.users" in str(info.value)
     assert info.value.table == "public.users"
+
+
+@pytest.mark.parametrize(("options", "what"), [
+    ({"mode": "append"}, "mode append"),
+    ({"table_modes": {"Votes": "append"}}, "mode append"),
+    ({"validate": "checksum"}, "validate=checksum"),
+])
+@pytest.mark.parametrize("naming", [{"target_case": "lower"}, {"target_table_template": "so_{table}"}])
+def test_append_and_checksum_with_renaming_fail_in_plan_and_touch_nothing(local_pg, so, options, what, naming):
+    src, tgt = so
+    with pytest.raises(ConfigurationError) as info:
+        engine.prepare_run(local_pg.endpoint(src), local_pg.endpoint(tgt), {"tables": ["Votes"], **naming, **options})
+    assert info.value.table == "Votes" and info.value.retryable is False
+    assert f"{what} is not supported together with target_case/target_table_template" in str(info.value)
+    assert _sql(local_pg, tgt, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == [(0,)]
+    # without renaming the same options plan fine
+    assert engine.plan_tables(local_pg.endpoint(src), local_pg.endpoint(tgt), {"tables": ["Votes"], **options}) == ["Votes"]
