@@ -5,6 +5,21 @@ Connection fields map as Airflow's own Postgres and MSSQL hooks use them: ``host
 splatted into a driver call: ``db_schema`` (schema inside the database, default public / dbo),
 and the options the dialect's record lists (``Dialect.option_names``: libpq parameters for
 PostgreSQL; pymssql arguments and the writer's ``statement_mib`` for SQL Server).
+
+What Airflow does here, and what stays hand-written:
+
+* A connection id is resolved by Airflow (``BaseHook.get_connection``: metadata DB, secrets
+  backends, ``AIRFLOW_CONN_*``), and a URI of any other scheme by ``Connection.from_uri``, so the
+  fields are Airflow's own parse.
+* Kept: the libpq URI form (``postgresql://user@/db?host=/socket/dir``, what psql users and
+  ``tools/localpg.py`` write) is parsed by ``dialects/postgres/connect.libpq_uri_fields``, because
+  ``Connection.from_uri`` reads ``?host=`` as an extra and leaves the host empty (measured with
+  Airflow 3.1.3: host ``''``, extra ``{'host': '/socket/dir'}``).
+* Kept: the driver arguments themselves (``dialects/*/connect.py``). ``PostgresHook`` and
+  ``MsSqlHook`` open psycopg2 / pymssql connections or SQLAlchemy engines; the copy needs an ADBC
+  libpq URI and pymssql arguments with project rules (``tds_version`` default, ``charset`` refused
+  unless UTF-8, the writer's ``statement_mib``), so the Endpoint is turned into those by the
+  dialect. Lineage, which the hooks would also report, is reported by ``airflow/assets.py``.
 """
 
 from __future__ import annotations

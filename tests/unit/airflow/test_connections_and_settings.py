@@ -119,3 +119,17 @@ def test_regression_mssql_charset_other_than_utf8_is_refused_not_overwritten():
     ep = endpoint_from_fields("c", "mssql", "h", 1433, "u", "p", "d", {"charset": "cp1252"})
     with pytest.raises(ConfigurationError, match="charset 'cp1252'.*UTF-8"):
         connect_arguments(ep)
+
+
+def test_the_libpq_socket_form_is_parsed_here_because_airflow_leaves_its_host_empty():
+    """Why connections.py keeps its own libpq URI parse (documented there): Airflow's parse of the
+    socket form puts the socket directory into the extras; ours makes it the host."""
+    from airflow.sdk import Connection
+
+    from include.replication.airflow.connections import endpoint_from_uri
+
+    uri = "postgresql://user@/db?host=/socket/dir&sslmode=require"
+    airflow_conn = Connection.from_uri(uri, conn_id="x")
+    assert (airflow_conn.host, airflow_conn.extra_dejson["host"]) == ("", "/socket/dir")
+    ep = endpoint_from_uri(uri)
+    assert (ep.host, ep.database, ep.user, ep.options.get("sslmode")) == ("/socket/dir", "db", "user", "require")
