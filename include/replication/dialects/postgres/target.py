@@ -69,6 +69,23 @@ FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = $1::regclass AND c.
 """
 """Foreign keys of other tables referencing the table (table, name, definition with qualified names)."""
 
+_OWNED_SEQUENCES_SQL = """
+SELECT s.relname, a.attname FROM pg_depend d
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_class'::regclass AND d.refobjid = $1::regclass AND d.deptype IN ('a', 'i')
+ORDER BY a.attnum
+"""
+"""(sequence, column) of every sequence a table owns: identity (deptype ``i``) and serial (``a``)."""
+
+_NOT_NULL_CONSTRAINTS_SQL = """
+SELECT c.conname, a.attname FROM pg_constraint c
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+WHERE c.conrelid = $1::regclass AND c.contype = 'n'
+ORDER BY a.attnum
+"""
+"""(constraint, column) of a table's named NOT NULL constraints (PostgreSQL 18; none before)."""
+
 _GRANTS_SQL = """
 SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, a.privilege_type, a.is_grantable
 FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
@@ -344,6 +361,7 @@ class PostgresTarget(Closing):
             for ix in (i for i in spec.indexes if reproducible(spec, i, POSTGRES)):
                 self._run(f"ALTER INDEX {POSTGRES.qualified(self.schema, ix.name + STAGE_SUFFIX)} "
                           f"RENAME TO {POSTGRES.quote(ix.name)}")
+            self._drop_staging_names(spec, live)
             for grantee, privilege, grantable in grants:
                 self._run(f"GRANT {privilege} ON {live} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}")
             for table, name, definition in referencing:
@@ -365,6 +383,24 @@ class PostgresTarget(Closing):
                             "checked): %s", name, table, live, exc)
         log.info("swapped %s in (%d views re-pointed, %d grants kept, %d foreign keys re-attached)", live, len(views),
                  len(grants), len(referencing))
+
+    def _drop_staging_names(self, spec: TableSpec, live: str) -> None:
+        """Inside the swap: give the swapped-in table's identity/serial sequences and NOT NULL
+        constraints (PostgreSQL 18 names them) the names PostgreSQL gives a table created under the
+        live name, ``<table>_<column>_seq`` and ``<table>_<column>_not_null``, instead of the
+        staging table's. A name over 63 bytes (PostgreSQL's identifier limit, NAMEDATALEN - 1), or
+        one already taken by another sequence, is left as it is."""
+        prefix = spec.name + STAGE_SUFFIX
+        sequences = self._run(_OWNED_SEQUENCES_SQL, (live,))
+        for name, column in ((str(r[0]), str(r[1])) for r in sequences):
+            wanted = f"{spec.name}_{column}_seq"
+            if (name.startswith(prefix) and len(wanted.encode()) <= 63
+                    and self._run("SELECT to_regclass($1)", (POSTGRES.qualified(self.schema, wanted),))[0][0] is None):
+                self._run(f"ALTER SEQUENCE {POSTGRES.qualified(self.schema, name)} RENAME TO {POSTGRES.quote(wanted)}")
+        for name, column in ((str(r[0]), str(r[1])) for r in self._run(_NOT_NULL_CONSTRAINTS_SQL, (live,))):
+            wanted = f"{spec.name}_{column}_not_null"
+            if name.startswith(prefix) and len(wanted.encode()) <= 63:
+                self._run(f"ALTER TABLE {live} RENAME CONSTRAINT {POSTGRES.quote(name)} TO {POSTGRES.quote(wanted)}")
 
     def add_foreign_keys(self, spec: TableSpec, keys: Sequence[ForeignKeySpec]) -> None:
         """Create the foreign keys the table lacks (validated as they are added), and validate the
