@@ -170,3 +170,19 @@ def fresh_mssql_database(mssql_server):
         return mssql_server.database(name)
 
     return make
+
+
+def run_sql(uri: str, *statements: str) -> list:
+    """Run SQL statements on a PostgreSQL database (autocommit, ADBC) and return the rows of the
+    last one ([] when it returns none); the integration tests' one way to set up and inspect."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
+        rows: list = []
+        for statement in statements:
+            cur.execute(statement)
+            try:
+                rows = cur.fetchall()
+            except Exception:  # noqa: BLE001 - a statement without rows
+                rows = []
+        return rows

@@ -239,33 +239,36 @@ _PARAM_NAMES = (
 
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The options given, under the DAG params' names (absent ones fall back to the same defaults,
-    :mod:`core.config`): ``tables`` and ``exclude`` as lists, ``schema_map`` as a dict.
+    :mod:`core.config`): ``tables`` and ``exclude`` as lists, ``schema_map`` and ``table_modes``
+    as dicts.
 
     Raises:
-        ReplicationError: a ``--schema-map`` value without ``=``.
+        ReplicationError: a ``--schema-map`` or ``--table-mode`` value without ``=``.
     """
     params: dict[str, Any] = {k: getattr(args, k) for k in _PARAM_NAMES if getattr(args, k, None) is not None}
     for name in ("tables", "exclude"):
         values = getattr(args, name, None)
         if values:
             params[name] = [v.strip() for arg in values for v in arg.split(",") if v.strip()]
-    if getattr(args, "schema_map", None):
-        pairs = [item.partition("=") for item in args.schema_map]
-        bad = [a for a, eq, b in pairs if not (eq and a and b)]
-        if bad:
-            from include.replication.core.errors import ConfigurationError
-
-            raise ConfigurationError(f"--schema-map wants SRC=DST, got {bad}")
-        params["schema_map"] = {a: b for a, _, b in pairs}
-    if getattr(args, "table_mode", None):
-        pairs = [item.partition("=") for item in args.table_mode]
-        bad = [a for a, eq, b in pairs if not (eq and a and b)]
-        if bad:
-            from include.replication.core.errors import ConfigurationError
-
-            raise ConfigurationError(f"--table-mode wants TABLE=MODE, got {bad}")
-        params["table_modes"] = {a: b for a, _, b in pairs}
+    for attr, param, form in (("schema_map", "schema_map", "SRC=DST"), ("table_mode", "table_modes", "TABLE=MODE")):
+        if getattr(args, attr, None):
+            params[param] = _pairs(getattr(args, attr), f"--{attr.replace('_', '-')}", form)
     return params
+
+
+def _pairs(items: Sequence[str], flag: str, form: str) -> dict[str, str]:
+    """``["a=b", ...]`` -> ``{"a": "b", ...}``.
+
+    Raises:
+        ConfigurationError: an item without ``=`` or with an empty side (names the flag).
+    """
+    pairs = [item.partition("=") for item in items]
+    bad = [a for a, eq, b in pairs if not (eq and a and b)]
+    if bad:
+        from include.replication.core.errors import ConfigurationError
+
+        raise ConfigurationError(f"{flag} wants {form}, got {bad}")
+    return {a: b for a, _, b in pairs}
 
 
 def _endpoints(args: argparse.Namespace) -> tuple[Endpoint, Endpoint]:

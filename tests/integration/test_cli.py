@@ -17,6 +17,8 @@ from pathlib import Path
 import adbc_driver_postgresql.dbapi as pg
 import pytest
 
+from tests.conftest import run_sql
+
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,15 +26,7 @@ TABLES = ["Users", "Posts", "Votes", "PostTypes"]
 
 
 def _sql(uri, *statements):
-    with pg.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
-        rows: list = []
-        for statement in statements:
-            cur.execute(statement)
-            try:
-                rows = cur.fetchall()
-            except Exception:  # noqa: BLE001 - no result set
-                rows = []
-        return rows
+    return run_sql(uri, *statements)
 
 
 def _arrow(uri, sql):

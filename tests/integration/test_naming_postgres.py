@@ -14,6 +14,7 @@ from include.replication import engine
 from include.replication.airflow import tasks
 from include.replication.core.errors import ConfigurationError
 from include.replication.core.naming import PatternError
+from tests.conftest import run_sql
 
 pytestmark = [pytest.mark.integration]
 
@@ -41,15 +42,7 @@ SOURCE_DDL = (
 
 
 def _sql(local_pg, db, *statements):
-    with pg.connect(local_pg.uri(db), autocommit=True) as conn, conn.cursor() as cur:
-        rows: list = []
-        for statement in statements:
-            cur.execute(statement)
-            try:
-                rows = cur.fetchall()
-            except Exception:  # noqa: BLE001 - no result set
-                rows = []
-        return rows
+    return run_sql(local_pg.uri(db), *statements)
 
 
 def _arrow(local_pg, db, sql) -> pa.Table:

@@ -31,22 +31,15 @@ from include.replication.core.errors import (
 )
 from include.replication.core.pipeline import copy_table
 from include.replication.dialects.registry import open_source, open_target
+from tests.conftest import run_sql
 
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _sql(local_pg, db: str, *statements: str) -> list:
-    with pg.connect(local_pg.uri(db), autocommit=True) as conn, conn.cursor() as cur:
-        rows: list = []
-        for statement in statements:
-            cur.execute(statement)
-            try:
-                rows = cur.fetchall()
-            except Exception:  # noqa: BLE001 - a statement without rows
-                rows = []
-        return rows
+def _sql(local_pg, db, *statements):
+    return run_sql(local_pg.uri(db), *statements)
 
 
 def _table(local_pg, db: str, name: str) -> pa.Table:

@@ -4,9 +4,9 @@ other tables of the run are copied; the cleanup task still runs."""
 
 from __future__ import annotations
 
-import adbc_driver_postgresql.dbapi as pg
 import pytest
 
+from tests.conftest import run_sql
 from tools.airflow_local import airflow_env, dags_test, migrate
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
@@ -15,15 +15,7 @@ DAG_ID = "replicate_stackoverflow_to_postgres"
 
 
 def _sql(local_pg, db, *statements):
-    with pg.connect(local_pg.uri(db), autocommit=True) as conn, conn.cursor() as cur:
-        rows = []
-        for statement in statements:
-            cur.execute(statement)
-            try:
-                rows = cur.fetchall()
-            except Exception:  # noqa: BLE001 - no result set
-                rows = []
-        return rows
+    return run_sql(local_pg.uri(db), *statements)
 
 
 def test_a_permanent_error_runs_once_and_keeps_the_previous_replica(local_pg, fresh_database, tmp_path):

@@ -6,7 +6,6 @@ target dialect decides the outcome."""
 
 from __future__ import annotations
 
-import adbc_driver_postgresql.dbapi as pg
 import pytest
 
 from include.replication.airflow import tasks
@@ -14,20 +13,13 @@ from include.replication.core.config import CopySettings
 from include.replication.core.errors import UnsupportedTypeError
 from include.replication.core.pipeline import copy_table
 from include.replication.dialects.registry import open_source, open_target
+from tests.conftest import run_sql
 
 pytestmark = [pytest.mark.integration]
 
 
 def _sql(local_pg, db, *statements):
-    with pg.connect(local_pg.uri(db), autocommit=True) as conn, conn.cursor() as cur:
-        rows = []
-        for statement in statements:
-            cur.execute(statement)
-            try:
-                rows = cur.fetchall()
-            except Exception:  # noqa: BLE001 - no result set
-                rows = []
-        return rows
+    return run_sql(local_pg.uri(db), *statements)
 
 
 def _copy(source_ep, target_ep, table, tmp_path, schema=None):

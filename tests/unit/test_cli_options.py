@@ -3,6 +3,7 @@ back to core.config), every subcommand has --help with examples."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,14 @@ def test_sync_and_validation_options_are_the_dag_params():
         "validate": "checksum"}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["copy", *ENDPOINTS, "--mode", "merge"])
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--schema-map", "archive", "--schema-map wants SRC=DST, got ['archive']"),
+    ("--table-mode", "Votes=", "--table-mode wants TABLE=MODE, got ['Votes']"),
+])
+def test_pair_options_without_both_sides_are_refused_naming_the_flag(flag, value, message):
+    from include.replication.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        params_from_args(build_parser().parse_args(["copy", *ENDPOINTS, flag, value]))
