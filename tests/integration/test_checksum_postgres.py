@@ -149,7 +149,12 @@ def test_missing_and_extra_rows_are_named_and_the_task_fails(copied, local_pg):
 
 
 def test_unknown_validate_value_is_refused(copied):
+    from airflow.exceptions import AirflowFailException
+
     source, target = copied
-    with pytest.raises(ConfigurationError) as info:
+    with pytest.raises(AirflowFailException) as info:  # permanent: the task fails without a retry
         tasks.validate_tables(source, target, ["Votes"], {"validate": "sha"})
-    assert "validate must be one of" in str(info.value)
+    assert isinstance(info.value.__cause__, ConfigurationError)
+    assert "validate must be one of ['count', 'checksum'], got 'sha'" in str(info.value)
+    with pytest.raises(AirflowFailException, match="validate must be one of"):  # and plan refuses it first
+        tasks.plan_tables(source, target, ["Votes"], "swap", {"validate": "sha"})
