@@ -66,6 +66,14 @@ def test_append_and_checksum_through_the_dag(local_pg, fresh_database, tmp_path)
     ]
     for (_, *_figures, validation), rows in zip(audit, [40, 3000, 40, 3040], strict=True):
         assert validation.startswith(f"count ok {rows}; checksum ok {rows}:"), validation
+    # the full copies (Users) digested the source as they read it; validate read only the target
+    taken = _sql(local_pg, tgt, "SELECT source_checksum, validation FROM replication_audit WHERE table_name = 'Users'")
+    assert len(taken) == 2 and all(c and v == f"count ok 40; checksum ok {c}" for c, v in taken), taken
+    assert _sql(
+        local_pg,
+        tgt,
+        "SELECT count(*) FROM replication_audit WHERE table_name = 'Votes' AND source_checksum IS NOT NULL",
+    ) == [(0,)]  # append copies read only new rows: no digest
     assert _sql(local_pg, tgt, 'SELECT count(*) FROM "Votes"') == [(3040,)]
     assert _sql(local_pg, tgt, "SELECT table_name, high_water_mark FROM replication_state") == [("Votes", "3040")]
 

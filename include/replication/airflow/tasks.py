@@ -14,9 +14,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from include.replication.airflow.connections import endpoint_from_airflow
-from include.replication.core.audit import AuditRecord, ensure_audit_table, record_validation, write_audit
+from include.replication.core.audit import (
+    AuditRecord,
+    ensure_audit_table,
+    record_validation,
+    source_checksums,
+    write_audit,
+)
 from include.replication.core.catalog import TableSpec
-from include.replication.core.checksum import ChecksumMismatch, checksum_tables
+from include.replication.core.checksum import ChecksumMismatch, DigestingSource, checksum_tables
 from include.replication.core.config import CopySettings
 from include.replication.core.ddl import create_table_sql
 from include.replication.core.endpoint import Endpoint
@@ -26,6 +32,7 @@ from include.replication.core.keyranges import integer_key
 from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
+from include.replication.core.rowhash import Digest
 from include.replication.core.spill import sweep_run
 from include.replication.core.validate import compare_counts, format_count_table, raise_if_counts_differ, validate_mode
 from include.replication.dialects.base import dialect
@@ -168,12 +175,14 @@ def copy_one_table(
     with fail_fast(), _opened(_resolve(source), target_ep) as (src, tgt):
         spec = _spec(src, table, params)
         mode = table_mode(params, table)
+        # a full copy validated by checksum digests the source rows as it reads them
+        tap = DigestingSource(src, tgt.dialect) if mode == "full" and validate_mode(params) == "checksum" else None
         try:
             with _closing_clone(tgt, _target_for(tgt, table, params)) as where:
                 if mode == "append":
                     synced = append_table(src, where, spec, settings, table=table)
                 else:
-                    copied = copy_table(src, where, spec, settings)
+                    copied = copy_table(tap or src, where, spec, settings)
         except Exception as exc:
             _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt, error=f"{type(exc).__name__}: {exc}",
                                                                  mode=mode))
@@ -186,7 +195,8 @@ def copy_one_table(
             ))
             return synced.as_dict()
         write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=copied, mode="full",
-                                     rows_inserted=copied.rows_written, rows_updated=0))
+                                     rows_inserted=copied.rows_written, rows_updated=0,
+                                     source_checksum=tap.digest.hex if tap else None))
         return copied.as_dict()
 
 
@@ -248,8 +258,10 @@ def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list
                     params: Mapping[str, Any] | None = None, *, run_id: str | None = None) -> list[dict[str, object]]:
     """Compare exact row counts of every table and log the table; with the param ``validate`` =
     ``checksum``, also the checksum of every table's rows (:mod:`core.checksum`), bisecting a
-    mismatch to its first differing key. With ``run_id``, each table's finding is written into its
-    audit row (``validation``) before a mismatch fails the task.
+    mismatch to its first differing key. With ``run_id``, the source digests the run's full copies
+    took while reading (audit ``source_checksum``) stand for the source side, so only the target is
+    read again; each table's finding is written into its audit row (``validation``) before a
+    mismatch fails the task.
 
     Returns:
         ``CountRow.as_dict()`` per table, with ``checksum`` (``ChecksumResult.as_dict()``) when
@@ -269,11 +281,12 @@ def validate_tables(source: str | Endpoint, target: str | Endpoint, tables: list
         results = []
         if mode == "checksum":
             settings = CopySettings.from_params(params or {})
+            taken = {t: Digest.parse(c) for t, c in source_checksums(tgt, run_id).items()} if run_id else {}
             with open_source(target_ep) as reader:
                 results = checksum_tables(
                     src, reader, tgt.dialect, tables, describe=lambda entry: _spec(src, entry, params),
                     schema_map=schema_map, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes,
-                    raise_on_mismatch=False,
+                    raise_on_mismatch=False, source_digests=taken,
                 )
             for row, result in zip(rows, results, strict=True):
                 row["checksum"] = result.as_dict()
