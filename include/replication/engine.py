@@ -19,9 +19,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from include.replication.core.audit import AUDIT_SPEC, AuditRecord, ensure_audit_table, record_validation, write_audit
+from include.replication.core.audit import (
+    AUDIT_SPEC,
+    AuditRecord,
+    ensure_audit_table,
+    record_validation,
+    source_checksums,
+    write_audit,
+)
 from include.replication.core.catalog import TableSpec
-from include.replication.core.checksum import ChecksumMismatch, checksum_tables
+from include.replication.core.checksum import ChecksumMismatch, DigestingSource, checksum_tables
 from include.replication.core.config import CopySettings, RowsCallback
 from include.replication.core.ddl import STAGE_SUFFIX, build_keys_sql, create_table_sql, foreign_key_sql
 from include.replication.core.endpoint import Endpoint
@@ -31,6 +38,7 @@ from include.replication.core.keyranges import integer_key
 from include.replication.core.naming import NamingOptions, TableRef, resolve_tables
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Source, Target
+from include.replication.core.rowhash import Digest
 from include.replication.core.spill import sweep_run
 from include.replication.core.validate import (
     CountRow,
@@ -437,6 +445,8 @@ def copy_one_table(
     with opened(source, target_ep) as (src, tgt):
         spec = _spec(src, table, params)
         mode = table_mode(params, table)
+        # a full copy validated by checksum digests the source rows as it reads them
+        tap = DigestingSource(src, tgt.dialect) if mode == "full" and validate_mode(params) == "checksum" else None
         try:
             tspec = naming.target_spec(spec, src.dialect.quote)
             _check_sync_options(table, spec, tspec, params)
@@ -444,7 +454,7 @@ def copy_one_table(
                 if mode == "append":
                     synced = append_table(src, where, spec, settings, table=table)
                 else:
-                    copied = copy_table(src, where, spec, settings, tspec)
+                    copied = copy_table(tap or src, where, spec, settings, tspec)
                 target_schema = where.schema
         except Exception as exc:
             _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt,
@@ -459,7 +469,8 @@ def copy_one_table(
             result = synced.as_dict()
         else:
             write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=copied, mode="full",
-                                         rows_inserted=copied.rows_written, rows_updated=0))
+                                         rows_inserted=copied.rows_written, rows_updated=0,
+                                         source_checksum=tap.digest.hex if tap else None))
             result = copied.as_dict()
         return {**result, "source_schema": spec.schema, "source_table": spec.name,
                 "target_schema": target_schema, "target_table": tspec.name}
@@ -523,8 +534,10 @@ def validate_tables(
 ) -> list[dict[str, object]]:
     """Compare exact row counts of every table, source against its target name, and log the
     table; with the option ``validate`` = ``checksum``, also the checksum of every table's rows
-    (:mod:`core.checksum`), bisecting a mismatch to its first differing key. With ``run_id``, each
-    table's finding is written into its audit row (``validation``) before a mismatch fails.
+    (:mod:`core.checksum`), bisecting a mismatch to its first differing key. With ``run_id``, the
+    source digests the run's full copies took while reading (audit ``source_checksum``) stand for
+    the source side, so only the target is read again; each table's finding is written into its
+    audit row (``validation``) before a mismatch fails.
 
     Returns:
         ``CountRow.as_dict()`` per table, with ``checksum`` (``ChecksumResult.as_dict()``) when
@@ -546,11 +559,13 @@ def validate_tables(
         if check == "checksum":
             settings = CopySettings.from_params(params or {})
             schema_map = (params or {}).get("schema_map") or None
+            # the digests the run's full copies took while reading stand for the source side
+            taken = {t: Digest.parse(c) for t, c in source_checksums(tgt, run_id).items()} if run_id else {}
             with open_source(target_ep) as reader:
                 results = checksum_tables(
                     src, reader, tgt.dialect, tables, describe=lambda entry: _spec(src, entry, params),
                     schema_map=schema_map, batch_rows=settings.batch_rows, batch_bytes=settings.batch_bytes,
-                    raise_on_mismatch=False,
+                    raise_on_mismatch=False, source_digests=taken,
                 )
             for row, result in zip(rows, results, strict=True):
                 row["checksum"] = result.as_dict()

@@ -158,3 +158,29 @@ def test_unknown_validate_value_is_refused(copied):
     assert "validate must be one of ['count', 'checksum'], got 'sha'" in str(info.value)
     with pytest.raises(AirflowFailException, match="validate must be one of"):  # and plan refuses it first
         tasks.plan_tables(source, target, ["Votes"], "swap", {"validate": "sha"})
+
+
+def test_the_copy_digests_the_source_as_it_reads_so_validation_reads_only_the_target(
+    dump_source, local_pg, fresh_database, tmp_path
+):
+    from include.replication.core.checksum import DigestingSource
+
+    target = local_pg.endpoint(fresh_database("checksum_tap"))
+    with open_source(dump_source) as src, open_target(target) as tgt, open_source(target) as reader:
+        for name, ranges in (("Posts", 1), ("Votes", 3)):  # one stream, and three key ranges on three threads
+            spec = src.describe(name)
+            tap = DigestingSource(src, tgt.dialect)
+            tgt.prepare_table(spec)
+            copy_table(tap, tgt, spec, CopySettings(spill_root=tmp_path, parallel_ranges=ranges))
+            full = compare_checksum(src, spec, reader, reader.describe(name), POSTGRES)
+            assert full.ok and tap.digest == full.source  # the same digest as a separate read
+            quick = compare_checksum(src, spec, reader, reader.describe(name), POSTGRES, source_digest=tap.digest)
+            assert quick.ok and quick.target == full.target
+        # a digest that does not match the target still bisects against the live source
+        _psql(
+            local_pg.uri(target.database),
+            'UPDATE "Votes" SET "VoteTypeId" = 99 WHERE "Id" = (SELECT max("Id") FROM "Votes")',
+        )
+        result = compare_checksum(src, spec, reader, reader.describe("Votes"), POSTGRES, source_digest=tap.digest)
+        (top,) = src.key_bounds(spec)[1:]
+        assert (result.ok, result.difference.key, result.difference.column) == (False, top, "VoteTypeId")

@@ -28,7 +28,15 @@ from include.replication.core.pipeline import CopyResult
 from include.replication.core.protocols import Target
 from include.replication.core.typemap import arrow_schema
 
-__all__ = ["AUDIT_TABLE", "AUDIT_SPEC", "AuditRecord", "ensure_audit_table", "write_audit", "record_validation"]
+__all__ = [
+    "AUDIT_TABLE",
+    "AUDIT_SPEC",
+    "AuditRecord",
+    "ensure_audit_table",
+    "write_audit",
+    "record_validation",
+    "source_checksums",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ AUDIT_SPEC = TableSpec(
         _C("high_water_mark_before", "character varying", length=100),
         _C("high_water_mark_after", "character varying", length=100),
         _C("validation", "character varying", length=4000),
+        _C("source_checksum", "character varying", length=60),
     ),
     primary_key=("run_id", "table_name"),
 )
@@ -86,6 +95,8 @@ class AuditRecord:
         high_water_mark_before: the table's high-water mark before the run (``append``), or None.
         high_water_mark_after: the mark the run left (``append``), or None.
         validation: what the validate task found (written later by :func:`record_validation`).
+        source_checksum: the digest (``rows:sum:xor``) of the source rows the copy read, when the
+            run validates by checksum (the validate task then reads only the target), or None.
     """
 
     run_id: str
@@ -101,6 +112,7 @@ class AuditRecord:
     high_water_mark_before: str | None = None
     high_water_mark_after: str | None = None
     validation: str | None = None
+    source_checksum: str | None = None
 
     def to_batch(self) -> pa.RecordBatch:
         """The row as a one-row RecordBatch with the audit table's schema."""
@@ -128,6 +140,7 @@ class AuditRecord:
             "high_water_mark_before": self.high_water_mark_before,
             "high_water_mark_after": self.high_water_mark_after,
             "validation": self.validation[:4000] if self.validation else None,
+            "source_checksum": self.source_checksum,
         }
         return pa.RecordBatch.from_pylist([row], schema=arrow_schema(AUDIT_SPEC))
 
@@ -187,3 +200,18 @@ def write_audit(target: Target, record: AuditRecord) -> None:
     """
     target.upsert_rows(AUDIT_SPEC, ("run_id", "table_name"), record.to_batch())
     log.info("audit: %s %s %s (attempt %d)", record.run_id, record.table_name, record.status, record.attempt)
+
+
+def source_checksums(target: Target, run_id: str) -> dict[str, str]:
+    """``table -> source_checksum`` of the run's successful copies that took one.
+
+    Raises:
+        TargetError: the query failed.
+    """
+    q = target.dialect.quote
+    rows = target.execute(
+        f"SELECT {q('table_name')}, {q('source_checksum')} FROM {target.dialect.qualified(target.schema, AUDIT_TABLE)} "
+        f"WHERE {q('run_id')} = {string_literal(run_id)} AND {q('status')} = N'success' "
+        f"AND {q('source_checksum')} IS NOT NULL"
+    )
+    return {str(t): str(c) for t, c in rows}

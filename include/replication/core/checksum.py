@@ -22,15 +22,18 @@ No database driver here: only the Source protocol.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from include.replication.core.allocators import tune_allocators
 from include.replication.core.catalog import TableSpec
 from include.replication.core.dialect import Dialect
 from include.replication.core.errors import ValidationError
@@ -50,6 +53,7 @@ __all__ = [
     "compare_checksum",
     "checksum_tables",
     "first_difference",
+    "DigestingSource",
 ]
 
 log = logging.getLogger(__name__)
@@ -271,6 +275,7 @@ def compare_checksum(
     batch_rows: int = 50_000,
     batch_bytes: int = 4 << 20,
     leaf_keys: int = DEFAULT_LEAF_KEYS,
+    source_digest: Digest | None = None,
 ) -> ChecksumResult:
     """Checksum one table on both sides (the two reads run at once) and, when they differ,
     bisect to the first differing row.
@@ -285,6 +290,8 @@ def compare_checksum(
         batch_rows: most rows per batch read.
         batch_bytes: about this many bytes per batch read (bytes); memory is a few batches per side.
         leaf_keys: widest key range compared row by row.
+        source_digest: the source's digest taken while the copy read it (:class:`DigestingSource`);
+            then only the target is read, unless the digests differ and the table is bisected.
 
     Returns:
         The :class:`ChecksumResult` (``ok`` or not; this function does not raise on a mismatch).
@@ -293,14 +300,18 @@ def compare_checksum(
         SourceError: reading either side failed.
         ValidationError: the target lacks a column or holds an incomparable type.
     """
+    tune_allocators()  # as a copy does: Arrow on the system allocator, glibc's mmap threshold pinned
     started = time.monotonic()
     name = table or source_spec.qualified_name
     src = _Side(source, source_spec, source_spec, target_dialect, False, batch_rows, batch_bytes)
     tgt = _Side(target_reader, target_spec, source_spec, target_dialect, True, batch_rows, batch_bytes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"checksum-{source_spec.name}") as pool:
-        pending = pool.submit(tgt.digest)
-        source_digest = src.digest()
-        target_digest = pending.result()
+        if source_digest is None:
+            pending = pool.submit(tgt.digest)
+            source_digest = src.digest()
+            target_digest = pending.result()
+        else:
+            target_digest = tgt.digest()
         difference = None
         if source_digest != target_digest:
             difference = _bisect(src, tgt, pool, leaf_keys)
@@ -382,6 +393,7 @@ def checksum_tables(
     batch_rows: int = 50_000,
     batch_bytes: int = 4 << 20,
     raise_on_mismatch: bool = True,
+    source_digests: Mapping[str, Digest] | None = None,
 ) -> list[ChecksumResult]:
     """Checksum every table of a run (one after the other) and raise on the first mismatch found
     after all were checked.
@@ -396,6 +408,8 @@ def checksum_tables(
         batch_rows: most rows per batch read.
         batch_bytes: about this many bytes per batch read (bytes).
         raise_on_mismatch: raise :class:`ChecksumMismatch` for the first table that differs.
+        source_digests: entry -> the source digest its copy took (those tables' sources are not
+            read again unless a mismatch is bisected).
 
     Returns:
         One :class:`ChecksumResult` per table, in the given order.
@@ -420,9 +434,81 @@ def checksum_tables(
                 table=entry,
                 batch_rows=batch_rows,
                 batch_bytes=batch_bytes,
+                source_digest=(source_digests or {}).get(entry),
             )
         )
     bad = [r for r in results if not r.ok]
     if bad and raise_on_mismatch:
         raise ChecksumMismatch(bad[0])
     return results
+
+
+class DigestingSource:
+    """A Source that passes everything through to ``source`` and digests, in the canonical form of
+    ``target_dialect``, every batch its readers yield: the copy's own read of the source gives the
+    checksum's source side, so validation reads only the target (implements :class:`Source`).
+
+    Thread-safe (parallel key ranges read on several threads). It does not own ``source``:
+    ``close()`` leaves it open.
+
+    Args:
+        source: the open source the copy reads.
+        target_dialect: the target's dialect (selects the canonical schema).
+    """
+
+    def __init__(self, source: Source, target_dialect: Dialect) -> None:
+        self.source = source
+        self.dialect = source.dialect
+        self.target_dialect = target_dialect
+        self._digest = Digest()
+        self._lock = threading.Lock()
+
+    @property
+    def digest(self) -> Digest:
+        """The digest of every row read so far (a copy reads each row once)."""
+        with self._lock:
+            return self._digest
+
+    def list_tables(self, schema: str | None = None) -> list[str]:
+        """``source.list_tables``."""
+        return self.source.list_tables(schema)
+
+    def describe(self, table: str, schema: str | None = None) -> TableSpec:
+        """``source.describe``."""
+        return self.source.describe(table, schema)
+
+    def count_rows(self, spec: TableSpec) -> int:
+        """``source.count_rows``."""
+        return self.source.count_rows(spec)
+
+    def key_bounds(self, spec: TableSpec) -> tuple[int, int] | None:
+        """``source.key_bounds``."""
+        return self.source.key_bounds(spec)
+
+    def read_batches(
+        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """``source.read_batches``, each batch digested before it is yielded (unchanged).
+
+        Raises:
+            Whatever the source's reader raises; ``DataError`` for a value the canonical form
+            cannot carry (the copy would refuse it too).
+        """
+        for batch in self.source.read_batches(
+            spec, batch_rows=batch_rows, batch_bytes=batch_bytes, key_range=key_range
+        ):
+            part = digest_batch(adapt_batch(spec, batch, self.target_dialect))
+            with self._lock:
+                self._digest = self._digest + part
+            yield batch
+
+    def close(self) -> None:
+        """Nothing: the wrapped source belongs to the caller."""
+
+    def __enter__(self) -> DigestingSource:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -232,6 +232,16 @@ class Digest:
         """``rows:total:xor`` with the two hashes in hex, for logs and the audit."""
         return f"{self.rows}:{self.total:016x}:{self.xor:016x}"
 
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """The digest written by :attr:`hex`.
+
+        Raises:
+            ValueError: not ``rows:total:xor``.
+        """
+        rows, total, xor = text.split(":")
+        return cls(int(rows), int(total, 16), int(xor, 16))
+
 
 def digest_batch(batch: pa.RecordBatch | pa.Table) -> Digest:
     """The :class:`Digest` of the rows of one batch.
