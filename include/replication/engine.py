@@ -411,7 +411,9 @@ def copy_one_table(
     on_rows: RowsCallback | None = None,
 ) -> dict[str, object]:
     """Copy one table (a resolved ``tables`` entry) under its target name and write its audit row
-    (keyed by the entry), success or failure.
+    (keyed by the entry), success or failure. The table's sync mode (``mode`` / ``table_modes``:
+    ``full`` or ``append``, :mod:`core.incremental`) decides how: ``full`` copies every row in the
+    load mode; ``append`` copies only the rows above the target's high-water mark.
 
     Args:
         table: the entry, as :func:`plan_tables` returned it.
@@ -423,15 +425,12 @@ def copy_one_table(
         label: DAG id or ``cli`` (spill directory names, the table lock's holder text).
         on_rows: called with each batch's rows as the writer takes it (a progress bar).
 
-    The table's sync mode (``mode`` / ``table_modes``: ``full`` or ``append``,
-    :mod:`core.incremental`) decides how: ``full`` copies every row in the load mode; ``append``
-    copies only the rows above the target's high-water mark.
-
     Returns:
         ``CopyResult.as_dict()`` (``append``: ``SyncResult.as_dict()``, with the mode, rows
-        inserted and the high-water marks) plus where the rows came from and went:
-        ``source_schema``, ``source_table``, ``target_schema``, ``target_table`` (the names as
-        they are in each database, after the naming options).
+        inserted and the high-water marks) plus ``sync_mode`` and ``load_mode`` (as the run used
+        them) and where the rows came from and went: ``source_schema``, ``source_table``,
+        ``target_schema``, ``target_table`` (the names as they are in each database, after the
+        naming options).
 
     Raises:
         ReplicationError: the copy failed (``retryable`` says whether a retry can help); the
@@ -472,8 +471,8 @@ def copy_one_table(
                                          rows_inserted=copied.rows_written, rows_updated=0,
                                          source_checksum=tap.digest.hex if tap else None))
             result = copied.as_dict()
-        return {**result, "source_schema": spec.schema, "source_table": spec.name,
-                "target_schema": target_schema, "target_table": tspec.name}
+        return {**result, "sync_mode": mode, "load_mode": settings.load_mode, "source_schema": spec.schema,
+                "source_table": spec.name, "target_schema": target_schema, "target_table": tspec.name}
 
 
 def _audit_failure(target: Target, endpoint: Endpoint, record: AuditRecord) -> None:

@@ -62,6 +62,7 @@ def test_copies_emit_assets_and_openlineage_datasets(local_pg, fresh_database, t
         uri, extra, task, _ = by_name[f"{TARGET_CONN}.public.{table}"]
         assert uri == f"postgres://localhost:{port}/{tgt_db}/public/{table}"
         assert extra["rows"] == rows and extra["mode"] == "swap" and extra["run_id"].startswith("manual__")
+        assert extra["sync_mode"] == "full"
         assert extra["source"] == f"postgres://localhost:{src_port}/{src_db}/public/{table}"
         assert task == "copy"
     resolved = db.execute(

@@ -114,11 +114,11 @@ def _lineage(source: TableAsset, target: TableAsset, rows: int, size_bytes: int)
     )
 
 
-def publish_copy(context: Mapping[str, Any], dag_id: str, result: Mapping[str, Any], *, mode: str) -> TableAsset:
+def publish_copy(context: Mapping[str, Any], dag_id: str, result: Mapping[str, Any]) -> TableAsset:
     """After a successful copy: add the target table's asset event to the DAG's alias and give the
     task its OpenLineage input/output datasets.
 
-    The event's ``extra`` holds ``rows`` (int), ``run_id``, ``mode`` (the load mode) and
+    The event's ``extra`` holds ``rows`` (int), ``run_id``, ``mode`` (the load mode), ``sync_mode`` (``full`` or ``append``) and
     ``source`` (the source asset URI). Lineage: the OpenLineage listener (Astro ships the provider)
     asks a finished task for ``get_openlineage_facets_on_complete``; this sets it on the running
     task instance's operator (the object the listener is handed, not the DAG's definition), so the
@@ -129,8 +129,7 @@ def publish_copy(context: Mapping[str, Any], dag_id: str, result: Mapping[str, A
         context: the task's Airflow context (``outlet_events``, ``run_id``, ``task``).
         dag_id: the DAG id (names the alias).
         result: the copy's result dict with ``source_asset`` / ``target_asset`` (``TableAsset``
-            fields), ``rows_written`` and ``bytes``.
-        mode: the load mode of the copy (``swap``, ``truncate``, ``drop``).
+            fields), ``rows_written``, ``bytes``, ``load_mode`` and ``sync_mode``.
 
     Returns:
         The target's :class:`TableAsset`.
@@ -139,7 +138,8 @@ def publish_copy(context: Mapping[str, Any], dag_id: str, result: Mapping[str, A
 
     source, target = TableAsset(**result["source_asset"]), TableAsset(**result["target_asset"])
     rows, size = int(result["rows_written"]), int(result["bytes"])
-    extra = {"rows": rows, "run_id": str(context["run_id"]), "mode": mode, "source": source.uri}
+    extra = {"rows": rows, "run_id": str(context["run_id"]), "mode": str(result["load_mode"]),
+             "sync_mode": str(result["sync_mode"]), "source": source.uri}
     context["outlet_events"][replication_alias(dag_id)].add(Asset(name=target.name, uri=target.uri), extra=extra)
     try:
         lineage = _lineage(source, target, rows, size)

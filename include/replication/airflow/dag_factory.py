@@ -169,7 +169,7 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
                 attempt=int(ctx["ti"].try_number or 1),
                 label=dag_id,
             )
-            publish_copy(ctx, dag_id, result, mode=str(ctx["params"].get("load_mode", "swap")))
+            publish_copy(ctx, dag_id, result)
             return result
 
         @task
