@@ -217,6 +217,10 @@ class ProcessTreeRss:
             container holding every component (``astro dev start``'s scheduler) must fit.
         peak_other_bytes: highest sum of RSS of the other processes at one sample (bytes).
         peak_tasks_at_once: most task processes alive at one sample.
+        task_processes: per task process, by the task instance id of its title: ``pid``,
+            ``first_bytes`` (RSS at the first sample that saw it: its starting RSS, within one
+            sampling interval of the fork) and ``peak_bytes`` (highest RSS seen). A retried task
+            keeps the figures of the process with the highest peak.
     """
 
     def __init__(self, root_pid: int, interval_s: float = 0.25) -> None:
@@ -227,6 +231,7 @@ class ProcessTreeRss:
         self.peak_total_bytes = 0
         self.peak_other_bytes = 0
         self.peak_tasks_at_once = 0
+        self.task_processes: dict[str, dict[str, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -259,6 +264,7 @@ class ProcessTreeRss:
             if kind == "task":
                 tasks += 1
                 self.peak_task_bytes = max(self.peak_task_bytes, rss)
+                self._record_task(proc.pid, " ".join(proc.cmdline()), rss)
             elif kind == "supervisor":
                 self.peak_supervisor_bytes = max(self.peak_supervisor_bytes, rss)
             else:
@@ -266,6 +272,14 @@ class ProcessTreeRss:
         self.peak_other_bytes = max(self.peak_other_bytes, other)
         self.peak_total_bytes = max(self.peak_total_bytes, total)
         self.peak_tasks_at_once = max(self.peak_tasks_at_once, tasks)
+
+    def _record_task(self, pid: int, title: str, rss: int) -> None:
+        ti_id = title.removeprefix("airflow worker -- ").strip()
+        seen = self.task_processes.get(ti_id)
+        if seen is None or (seen["pid"] != pid and rss > seen["peak_bytes"]):
+            self.task_processes[ti_id] = {"pid": pid, "first_bytes": rss, "peak_bytes": rss}
+        elif seen["pid"] == pid:
+            seen["peak_bytes"] = max(seen["peak_bytes"], rss)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -560,6 +574,8 @@ class StandaloneReport:
         orphans: PIDs that needed SIGKILL at stop (empty = clean stop).
         memory: peak RSS under the run (:meth:`ProcessTreeRss.stop`): ``task_bytes``,
             ``supervisor_bytes``, ``total_bytes`` (the whole Airflow process tree), ``tasks_at_once``.
+        task_memory: per task instance (``copy[Posts]``, ``plan``, ...): ``pid``, ``first_bytes``,
+            ``peak_bytes`` of its task process (:attr:`ProcessTreeRss.task_processes`).
     """
 
     result: CheckResult | None
@@ -574,6 +590,7 @@ class StandaloneReport:
     airflow_home: Path
     orphans: list[int]
     memory: dict[str, int] = field(default_factory=dict)
+    task_memory: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -594,6 +611,8 @@ def standalone_check(
     parallelism: int = 4,
     ready_timeout_s: float = 240,
     run_timeout_s: float = 600,
+    fill: bool = True,
+    conf: Mapping[str, Any] | None = None,
 ) -> StandaloneReport:
     """Fill a fresh source, run the DAG once under ``airflow standalone`` and check the run.
 
@@ -609,6 +628,9 @@ def standalone_check(
         parallelism: most task instances at once.
         ready_timeout_s: most seconds until the DAG is parsed and the API answers.
         run_timeout_s: most seconds for the DAG run.
+        fill: True = drop, re-create and fill ``source_db``; False = use it as it is (it must
+            hold the tables already, e.g. filled by the full-scale benchmark).
+        conf: more DAG run conf (params) on top of ``memory_budget_mib`` and ``spill_root``.
 
     Returns:
         The report; every Airflow process has been stopped when it returns.
@@ -628,11 +650,12 @@ def standalone_check(
     log_file = state / "logs" / f"standalone-{time.strftime('%Y%m%dT%H%M%S')}.log"
     timings: dict[str, float] = {}
     t = time.monotonic()
-    server.create_database(source_db, drop=True)
     server.create_database(target_db, drop=True)
-    log.info("filling %s with synthetic data, scale %s, seed %s", source_db, scale, seed)
-    fill_synthetic(server.endpoint(source_db), scale, seed)
-    timings["fill"] = time.monotonic() - t
+    if fill:
+        server.create_database(source_db, drop=True)
+        log.info("filling %s with synthetic data, scale %s, seed %s", source_db, scale, seed)
+        fill_synthetic(server.endpoint(source_db), scale, seed)
+        timings["fill"] = time.monotonic() - t
     source = open_source(server.endpoint(source_db))
     try:
         tables = source.list_tables()
@@ -653,6 +676,7 @@ def standalone_check(
     error: str | None = None
     memory: dict[str, int] = {}
     downstream: dict[str, Any] | None = None
+    task_memory: dict[str, dict[str, int]] = {}
     try:
         airflow.start()
         try:
@@ -662,9 +686,10 @@ def standalone_check(
             timings["start+parse"] = time.monotonic() - t
             client.unpause(DAG_ID)
             client.unpause(DOWNSTREAM_DAG_ID)
-            conf = {"memory_budget_mib": memory_budget_mib, "spill_root": str(spill_root)}
-            run_id = client.trigger(DAG_ID, conf)
-            log.info("triggered %s run %s with conf %s; waiting at most %.0f s", DAG_ID, run_id, json.dumps(conf), run_timeout_s)
+            run_conf = {**(conf or {}), "memory_budget_mib": memory_budget_mib, "spill_root": str(spill_root)}
+            run_id = client.trigger(DAG_ID, run_conf)
+            log.info("triggered %s run %s with conf %s; waiting at most %.0f s", DAG_ID, run_id, json.dumps(run_conf),
+                     run_timeout_s)
             t = time.monotonic()
             assert airflow.proc is not None
             sampler = ProcessTreeRss(airflow.proc.pid)
@@ -675,6 +700,7 @@ def standalone_check(
                 memory = sampler.stop()
             timings["run"] = time.monotonic() - t
             tis = client.task_instances(DAG_ID, run_id)
+            task_memory = _task_memory(sampler.task_processes, tis)
             if run.get("state") == "success":
                 try:
                     downstream = client.wait_asset_triggered_run(DOWNSTREAM_DAG_ID, airflow, 180)
@@ -692,7 +718,7 @@ def standalone_check(
         timings["stop"] = time.monotonic() - t
     if run is None:
         return StandaloneReport(None, error, tables, tis, [], [], timings, port, log_file, airflow_home, airflow.orphans,
-                                memory)
+                                memory, task_memory)
     run_id = str(run["dag_run_id"])
     source, target = open_source(server.endpoint(source_db)), open_target(server.endpoint(target_db))
     try:
@@ -713,7 +739,20 @@ def standalone_check(
     result.check(not left, f"no spill file left behind in {spill_root} (left: {left[:5] or 'none'})")
     result.check(not airflow.orphans, f"every Airflow process ended on SIGTERM (SIGKILLed: {airflow.orphans or 'none'})")
     return StandaloneReport(result, None, tables, tis, counts, audit, timings, port, log_file, airflow_home,
-                            airflow.orphans, memory)
+                            airflow.orphans, memory, task_memory)
+
+
+def ti_label(ti: Mapping[str, Any]) -> str:
+    """A task instance's name as the UI shows it: ``copy[Posts]`` for a mapped one, else the task id."""
+    if ti.get("map_index", -1) >= 0:
+        return f"{ti['task_id']}[{ti.get('rendered_map_index') or ti['map_index']}]"
+    return str(ti["task_id"])
+
+
+def _task_memory(processes: Mapping[str, dict[str, int]], tis: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """The sampled task processes by task instance label (processes of unknown ids are kept by id)."""
+    names = {str(ti.get("id")): ti_label(ti) for ti in tis}
+    return {names.get(ti_id, ti_id): dict(figures) for ti_id, figures in processes.items()}
 
 
 def format_report(report: StandaloneReport) -> str:

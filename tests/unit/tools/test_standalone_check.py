@@ -113,3 +113,45 @@ def test_process_tree_rss_samples_a_real_process_tree():
     finally:
         child.kill()
         child.wait()
+
+
+def test_process_tree_rss_records_each_task_process_start_and_peak():
+    """A process titled like Airflow's task process (setproctitle) that grows by 96 MiB after its
+    start: its first and peak RSS are kept under its task instance id, and the label maps the id
+    to the UI name."""
+    import subprocess
+    import sys
+    import time
+
+    from tools.standalone_check import ProcessTreeRss, _task_memory
+
+    ti_id = "01a23a73-7f27-7181-bcc5-47091a1af97a"
+    script = (
+        "import setproctitle, time\n"
+        f"setproctitle.setproctitle('airflow worker -- {ti_id}')\n"
+        "time.sleep(1.0)\n"
+        "b = bytearray(96 << 20)\n"
+        "time.sleep(30)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {script!r}])"])
+    try:
+        sampler = ProcessTreeRss(parent.pid)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            sampler.sample()
+            seen = sampler.task_processes.get(ti_id)
+            if seen and seen["peak_bytes"] - seen["first_bytes"] >= 90 << 20:
+                break
+            time.sleep(0.05)
+        seen = sampler.task_processes[ti_id]
+        assert seen["first_bytes"] < 64 << 20  # an interpreter before the bytearray
+        assert seen["peak_bytes"] - seen["first_bytes"] >= 90 << 20
+        assert sampler.peak_tasks_at_once == 1
+        named = _task_memory(sampler.task_processes, [{"id": ti_id, "task_id": "copy", "map_index": 2,
+                                                       "rendered_map_index": "Posts"}])
+        assert list(named) == ["copy[Posts]"] and named["copy[Posts]"]["pid"] == seen["pid"]
+    finally:
+        for proc in __import__("psutil").Process(parent.pid).children(recursive=True):
+            proc.kill()
+        parent.kill()
+        parent.wait()
