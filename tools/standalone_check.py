@@ -53,6 +53,8 @@ __all__ = [
     "verify_run",
     "standalone_check",
     "format_report",
+    "ti_label",
+    "ti_seconds",
     "main",
 ]
 
@@ -544,7 +546,7 @@ def _task_log_tail(airflow_home: Path, run_id: str, chars: int = 6000) -> str:
     return "\n".join(parts)
 
 
-def _seconds(ti: Mapping[str, Any]) -> float | None:
+def ti_seconds(ti: Mapping[str, Any]) -> float | None:
     """Task instance run time from its start and end dates (seconds); Airflow 3.1.3's own
     ``duration`` field can be negative for mapped task instances, so it is not used."""
     import datetime as dt
@@ -766,7 +768,7 @@ def format_report(report: StandaloneReport) -> str:
         lines.append(f"DAG run {report.result.run_id} under airflow standalone (LocalExecutor, port {report.port}):")
         for ti in sorted(report.task_instances, key=lambda x: (x["task_id"], x["map_index"])):
             name = f"{ti['task_id']}[{ti.get('rendered_map_index') or ti['map_index']}]" if ti["map_index"] >= 0 else ti["task_id"]
-            secs = _seconds(ti)
+            secs = ti_seconds(ti)
             lines.append(f"  {name:<22} {ti['state']:<8} try {ti['try_number']}  "
                          f"{'-' if secs is None else f'{secs:.1f}':>6} s  pid {ti.get('pid')}")
         if report.counts:

@@ -24,6 +24,7 @@ NEW_COLUMNS = [
     "high_water_mark_after",
     "validation",
     "source_checksum",
+    "rss_growth_bytes",
 ]
 OLD_SPEC = dataclasses.replace(AUDIT_SPEC, columns=tuple(c for c in AUDIT_SPEC.columns if c.name not in NEW_COLUMNS))
 """The audit table as the previous version created it (15 columns)."""
@@ -63,7 +64,7 @@ def test_old_audit_table_gains_the_new_columns_and_keeps_its_rows(pair):
             "WHERE table_name = 'replication_audit' ORDER BY ordinal_position"
         )
         assert [c[0] for c in columns] == [c.name for c in AUDIT_SPEC.columns]
-        assert columns[-8:] == [
+        assert columns[-9:] == [
             ("mode", "character varying", 20),
             ("rows_inserted", "bigint", None),
             ("rows_updated", "bigint", None),
@@ -72,6 +73,7 @@ def test_old_audit_table_gains_the_new_columns_and_keeps_its_rows(pair):
             ("high_water_mark_after", "character varying", 100),
             ("validation", "character varying", 4000),
             ("source_checksum", "character varying", 60),
+            ("rss_growth_bytes", "bigint", None),
         ]
         old = target.execute("SELECT run_id, rows_written, mode, rows_inserted, validation FROM replication_audit")
         assert old == [("old_run", 42, None, None, None)]
@@ -107,3 +109,32 @@ def test_copy_and_validate_fill_the_new_columns(pair, local_pg, tmp_path):
         (row,) = target.execute(select, (run_id,))
     assert row[8].startswith("count ok 2500; checksum DIFF source 2500:")
     assert row[8].endswith("key 1234, column Note: source 'n1234' != target \"it's changed\"")
+
+
+@pytest.mark.parametrize("budget_mib", [16, 64])
+def test_rss_growth_of_a_copy_larger_than_its_budget_stays_within_budget_plus_64_mib(
+    local_pg, fresh_database, tmp_path, budget_mib
+):
+    """~130 MB of text (twice the larger budget) through copy_one_table: the audit row
+    records how far the process's RSS rose during the copy, and it stays within the budget plus
+    the documented 64 MiB (drivers' and allocator's working memory; README "Memory")."""
+    src, tgt = fresh_database("growth_src"), fresh_database("growth_tgt")
+    _psql(
+        local_pg.uri(src),
+        'CREATE TABLE "Posts" ("Id" int PRIMARY KEY, "Body" text NOT NULL)',
+        """INSERT INTO "Posts" SELECT i, repeat(md5(i::text), 64) FROM generate_series(1, 64000) i""",
+    )
+    src_ep, tgt_ep = local_pg.endpoint(src), local_pg.endpoint(tgt)
+    run_id = f"growth_{budget_mib}"
+    params = {"spill_root": str(tmp_path), "memory_budget_mib": budget_mib}
+    assert tasks.plan_tables(src_ep, tgt_ep, None) == ["Posts"]  # as the DAG's plan task: audit table made
+    result = tasks.copy_one_table("Posts", src_ep, tgt_ep, params, run_id=run_id, attempt=1, label="test")
+    with open_target(tgt_ep) as target:
+        (row,) = target.execute(
+            "SELECT rows_written, bytes, rss_growth_bytes, spill_bytes FROM replication_audit WHERE run_id = $1",
+            (run_id,),
+        )
+    rows, nbytes, growth, spilled = row
+    assert rows == 64000 and nbytes > 3 * 2**20 * budget_mib // 2  # far more data than the budget holds
+    assert growth is not None and growth == result["rss_growth_bytes"]
+    assert 0 <= growth <= (budget_mib + 64) * 2**20, f"RSS grew {growth / 2**20:.0f} MiB at a {budget_mib} MiB budget"

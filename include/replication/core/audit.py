@@ -70,6 +70,7 @@ AUDIT_SPEC = TableSpec(
         _C("high_water_mark_after", "character varying", length=100),
         _C("validation", "character varying", length=4000),
         _C("source_checksum", "character varying", length=60),
+        _C("rss_growth_bytes", "bigint"),
     ),
     primary_key=("run_id", "table_name"),
 )
@@ -130,6 +131,7 @@ class AuditRecord:
             "spill_bytes": r.spill_bytes if r else None,
             "high_water_bytes": r.high_water_bytes if r else None,
             "peak_rss_bytes": r.peak_rss_bytes if r else None,
+            "rss_growth_bytes": r.rss_growth_bytes if r else None,
             "seconds": r.seconds if r else None,
             "error": redact(self.error)[:4000] if self.error else None,
             "finished_at": dt.datetime.now(dt.UTC),

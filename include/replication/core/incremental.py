@@ -30,6 +30,7 @@ from include.replication.core.config import CopySettings
 from include.replication.core.ddl import column_names_sql
 from include.replication.core.errors import ConfigurationError
 from include.replication.core.keyranges import KeyRange, integer_key
+from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from include.replication.core.pipeline import CopyResult, copy_table
 from include.replication.core.protocols import Source, Target
 from include.replication.core.spill import attempt_id, remove_earlier_attempts
@@ -147,6 +148,8 @@ def append_table(
 
     before = int(state.high_water_mark)
     started = time.monotonic()
+    start_rss = current_rss_bytes()
+    reset_peak_rss()
     remove_earlier_attempts(settings.spill_root, settings.label, settings.run_id, spec.name, settings.attempt)
     holder = f"replication {settings.label} run {settings.run_id} try {settings.attempt}"
     with target.lock_table(spec, holder, settings.lock_wait_s):
@@ -171,6 +174,7 @@ def append_table(
         high_water_bytes=stats.high_water_bytes if stats else 0,
         peak_rss_bytes=stats.peak_rss_bytes if stats else 0,
         seconds=time.monotonic() - started,
+        rss_growth_bytes=max(0, peak_rss_bytes() - start_rss),
     )
     log.info(
         "appended %s: %d rows above key %d, high-water mark %d -> %d, %.2f s",

@@ -19,6 +19,7 @@ from include.replication.core.catalog import TableSpec
 from include.replication.core.config import CopySettings, MiB, default_batch_bytes
 from include.replication.core.errors import ValidationError
 from include.replication.core.keyranges import KeyRange, integer_key, split_key_range
+from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from include.replication.core.protocols import Source, Target
 from include.replication.core.spill import attempt_id, remove_earlier_attempts
 from include.replication.core.transfer import TransferStats, transfer
@@ -44,6 +45,11 @@ class CopyResult:
         high_water_bytes: most bytes the buffer held in memory at once.
         peak_rss_bytes: peak resident set size of the copying process (bytes).
         seconds: wall time of the unit, from begin to finish_table (seconds).
+        rss_growth_bytes: how far the process's RSS rose during the copy above its RSS when the
+            copy began (bytes; drivers loaded, connections open): what the copy itself needs,
+            to hold against the memory budget. Linux resets the peak at the start
+            (:func:`core.metrics.reset_peak_rss`); elsewhere the peak since process start is
+            used, so the figure is an upper bound. 0 when not measured.
     """
 
     table: str
@@ -56,6 +62,7 @@ class CopyResult:
     high_water_bytes: int
     peak_rss_bytes: int
     seconds: float
+    rss_growth_bytes: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict (XCom-serialisable)."""
@@ -105,6 +112,8 @@ def copy_table(
         "on" if settings.overlap else "off", settings.spill_root,
     )
     started = time.monotonic()
+    start_rss = current_rss_bytes()
+    reset_peak_rss()
     remove_earlier_attempts(settings.spill_root, settings.label, settings.run_id, spec.name, settings.attempt)
     holder = f"replication {settings.label} run {settings.run_id} try {settings.attempt}"
     with target.lock_table(tspec, holder, settings.lock_wait_s):
@@ -137,12 +146,14 @@ def copy_table(
         high_water_bytes=sum(u.high_water_bytes for u in units),  # ranges run at once: their sum
         peak_rss_bytes=max(u.peak_rss_bytes for u in units),
         seconds=time.monotonic() - started,
+        rss_growth_bytes=max(0, peak_rss_bytes() - start_rss),
     )
     log.info(
         "copied %s (%s) in %d unit(s): %d rows, %d bytes, %d batches, %d spill files (%d bytes), high-water %d bytes, "
-        "peak RSS %d bytes, %.2f s",
+        "peak RSS %d bytes (%d bytes above the %d bytes at the start), %.2f s",
         spec.qualified_name, settings.load_mode, len(units), result.rows_written, result.bytes, result.batches,
-        result.spill_files, result.spill_bytes, result.high_water_bytes, result.peak_rss_bytes, result.seconds,
+        result.spill_files, result.spill_bytes, result.high_water_bytes, result.peak_rss_bytes,
+        result.rss_growth_bytes, start_rss, result.seconds,
     )
     return result
 

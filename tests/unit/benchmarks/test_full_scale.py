@@ -1,0 +1,50 @@
+"""The full-scale benchmark's pure parts: the disk check's refusal, totals and ratios, the page."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from benchmarks.full_scale import DiskSpaceError, TableFigures, check_disk, render_markdown, summarize
+
+
+def test_check_disk_refuses_with_both_figures_and_what_to_do(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    assert check_disk(tmp_path / "state", 0.001, need_per_scale=1000) > 0 and (tmp_path / "state").is_dir()
+    with pytest.raises(DiskSpaceError) as info:
+        check_disk(tmp_path / "state", 2.0, need_per_scale=free)
+    text = str(info.value)
+    assert f"{free / 1e9:.1f} GB free" in text and f"about {2 * free / 1e9:.1f} GB" in text
+    assert "--state-dir" in text and "--scale" in text and str(tmp_path / "state") in text
+
+
+def _figures() -> list[TableFigures]:
+    return [
+        TableFigures("Posts", 1000, 8_000_000, 2.0, 1.0, 3.6, 1000, 1000, 0, 1),
+        TableFigures("Votes", 5000, 2_000_000, 0.5, 0.5, 1.5, 5000, 4999, 10_000_000, 1),
+    ]
+
+
+def test_summarize_totals_ratios_and_exactness():
+    s = summarize(_figures(), dag_wall_s=8.0)
+    assert s["rows"] == 6000 and s["pipe_s"] == pytest.approx(4.0) and s["dag_tasks_s"] == pytest.approx(5.1)
+    assert s["wall_x_pipe"] == pytest.approx(2.0)
+    assert s["x_pipe"] == {"Posts": pytest.approx(1.2), "Votes": pytest.approx(1.5)}
+    assert s["exact"] is False  # Votes lost a row
+    missing = summarize([TableFigures("Posts", 1, 1)], dag_wall_s=None)
+    assert missing["pipe_s"] is None and missing["wall_x_pipe"] is None and missing["exact"] is False
+
+
+def test_render_markdown_names_the_command_the_ratios_and_a_lost_row():
+    figs = _figures()
+    meta = {
+        "scale": 1.0, "command": "python -m benchmarks.full_scale --scale 1.0", "started": "t0", "finished": "t1",
+        "machine": {"cores_logical": 2, "cpu_model": "cpu", "memory_bytes": 24 * 2**30}, "load_avg_before": [0.1],
+        "fill": {"seconds": 108.0, "peak_rss_bytes": 200 * 2**20}, "memory_budget_mib": 128, "conf": {},
+        "dags_test_peak_rss_bytes": 400 * 2**20, "standalone": None,
+    }
+    page = render_markdown(meta, figs, summarize(figs, 8.0))
+    assert "`python -m benchmarks.full_scale --scale 1.0`" in page
+    assert "| Posts | 1,000 | 8 | 2.0 | 1.0 | 3.0 | 3 | 3.6 | 2 | 278 | 1.20 | 0 | yes |" in page
+    assert "NO (4999)" in page and "**2.00x** the summed pipe" in page and "Fill: 108.0 s" in page
