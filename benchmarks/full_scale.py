@@ -195,7 +195,8 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
         "",
         f"Command: `{meta['command']}`  ",
         f"Started {meta['started']}, finished {meta['finished']}; machine: {m['cores_logical']} cores "
-        f"({m['cpu_model']}), {m['memory_bytes'] / 2**30:.0f} GiB, load average before {meta['load_avg_before']}.  ",
+        f"({m['cpu_model']}), {m['memory_bytes'] / 2**30:.0f} GiB, load average (1, 5, 15 min) before "
+        f"{meta['load_avg_before']}, after {meta.get('load_avg_after')}.  ",
         f"Fill: {_f(meta['fill'].get('seconds'))} s, peak RSS of the filling process "
         f"{_f((meta['fill'].get('peak_rss_bytes') or 0) / 2**20, '.0f')} MiB.  ",
         f"DAG `{DAG_ID}` under `airflow dags test` (copies one after another in one process), memory budget "
@@ -232,13 +233,22 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
             f"{_f(sa['memory'].get('total_bytes', 0) / 2**20, '.0f')} MiB, "
             f"{sa['memory'].get('tasks_at_once')} task processes at once at most.",
             "",
-            "| task | seconds | starting RSS MiB | peak RSS MiB | growth MiB |",
-            "|---|---:|---:|---:|---:|",
+            "Per task process: RSS at its first sample (just after the fork, before the task imports "
+            "pyarrow and the drivers), its peak, the growth between them, and for copies the audit's "
+            "`rss_growth_bytes` (the rise during the copy itself, above the RSS when it began).",
+            "",
+            "| task | seconds | starting RSS MiB | peak RSS MiB | growth MiB | copy's growth (audit) MiB |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
+        copy_growth = sa.get("copy_growth_bytes") or {}
         for label, fig in sorted(sa["task_memory"].items()):
+            if fig.get("seconds") is None:
+                continue  # a task of the asset-triggered downstream DAG (not in this run's list)
+            table = label[5:-1] if label.startswith("copy[") else None
+            audit = f"{copy_growth[table] / 2**20:.0f}" if table in copy_growth else "-"
             lines.append(
                 f"| {label} | {_f(fig.get('seconds'))} | {fig['first_bytes'] / 2**20:.0f} | "
-                f"{fig['peak_bytes'] / 2**20:.0f} | {(fig['peak_bytes'] - fig['first_bytes']) / 2**20:.0f} |"
+                f"{fig['peak_bytes'] / 2**20:.0f} | {(fig['peak_bytes'] - fig['first_bytes']) / 2**20:.0f} | {audit} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -443,6 +453,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "memory_budget_mib": args.memory_budget_mib,
         "conf": conf,
         "load_avg_before": load_before,
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "machine": machine_info(),
         "versions": package_versions(VERSIONED),
         "disk_free_bytes_before": free,
@@ -479,6 +490,17 @@ def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: lis
         fill=False,
         conf=json.loads(args.conf),
     )
+    growth: dict[str, int] = {}
+    if report.result is not None:
+        from include.replication.core.audit import AUDIT_TABLE
+        from include.replication.dialects.postgres.target import PostgresTarget
+
+        tgt = PostgresTarget(server.endpoint(STANDALONE_DB))
+        try:
+            rows = _sql(tgt, f"SELECT table_name, rss_growth_bytes FROM {AUDIT_TABLE} WHERE status = 'success'")
+            growth = {str(r[0]): int(r[1] or 0) for r in rows}
+        finally:
+            tgt.close()
     seconds = {ti_label(ti): ti_seconds(ti) for ti in report.task_instances}
     task_memory = {k: {**v, "seconds": seconds.get(k)} for k, v in report.task_memory.items()}
     for fig in figures:
@@ -489,6 +511,7 @@ def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: lis
                 "first_bytes": mem["first_bytes"],
                 "peak_bytes": mem["peak_bytes"],
                 "growth_bytes": mem["peak_bytes"] - mem["first_bytes"],
+                "copy_growth_bytes": growth.get(fig.table, 0),
             }
     server.create_database(STANDALONE_DB, drop=True)
     return {
@@ -499,6 +522,7 @@ def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: lis
         "run_s": report.timings.get("run"),
         "memory": report.memory,
         "task_memory": task_memory,
+        "copy_growth_bytes": growth,
         "log_file": str(report.log_file),
     }
 
