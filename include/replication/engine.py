@@ -788,9 +788,15 @@ def validate_tables(
 
 
 def summarise(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:
-    """Log and return the per-table source/target row-count table with each copy's figures."""
+    """Log and return the per-table source/target row-count table with each copy's figures (the
+    key-range units of one table summed; their seconds the longest unit's, as they ran at once)."""
     text = format_count_table([CountRow(c["table"], c["source_rows"], c["target_rows"]) for c in counts])
-    by_table = {c["table"]: c for c in copies if c}
+    by_table: dict[str, dict[str, Any]] = {}
+    for c in (c for c in copies if c):  # the key-range units of one table (partition_as=tasks) add up
+        seen = by_table.get(c["table"])
+        by_table[c["table"]] = dict(c) if seen is None else {
+            **seen, **{f: seen[f] + c[f] for f in ("bytes", "batches", "spill_files", "high_water_bytes")},
+            "seconds": max(seen["seconds"], c["seconds"])}
     lines = [text, "", f"{'table':<20} {'MB':>10} {'batches':>8} {'spills':>7} {'high-water MB':>14} {'seconds':>9}"]
     for name in sorted(by_table):
         c = by_table[name]

@@ -34,6 +34,8 @@ __all__ = [
     "partition_min_rows",
     "range_count",
     "table_units",
+    "tables_of",
+    "split_tables",
 ]
 
 PartitionAs = Literal["threads", "tasks"]
@@ -166,3 +168,14 @@ def table_units(table: str, bounds: tuple[int, int] | None, parts: int) -> list[
     if bounds is None or parts < 2:
         return [CopyUnit(table)]
     return [CopyUnit(table, r) for r in split_key_range(bounds[0], bounds[1], parts)]
+
+
+def tables_of(units: list[str]) -> list[str]:
+    """The tables of ``units`` (unit names), each once, in the order of their first unit."""
+    return list(dict.fromkeys(parse_unit(u).table for u in units))
+
+
+def split_tables(units: list[str]) -> list[str]:
+    """The tables among ``units`` that are loaded in key ranges (each once, in order): the ones
+    that need a finish."""
+    return list(dict.fromkeys(c.table for c in map(parse_unit, units) if c.key_range is not None))

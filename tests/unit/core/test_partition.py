@@ -12,7 +12,9 @@ from include.replication.core.partition import (
     partition_as,
     partition_min_rows,
     range_count,
+    split_tables,
     table_units,
+    tables_of,
     unit_name,
 )
 
@@ -84,3 +86,10 @@ def test_params_are_validated():
         partition_min_rows({"partition_min_rows": -1})
     with pytest.raises(ConfigurationError):
         partition_min_rows({"partition_min_rows": "many"})
+
+
+def test_tables_and_split_tables_of_units():
+    units = ["Posts[1:5)", "Posts[5:9)", "Tags", "dbo.Votes[0:3)", "Users"]
+    assert tables_of(units) == ["Posts", "Tags", "dbo.Votes", "Users"]
+    assert split_tables(units) == ["Posts", "dbo.Votes"]
+    assert tables_of([]) == split_tables([]) == split_tables(["Tags", "Users"]) == []
