@@ -212,3 +212,9 @@ def test_finish_refuses_a_count_that_differs(local_pg, fresh_database, source, t
                              attempt=1, label="test")
     assert err.value.table == "public.Posts"
     assert run_sql(local_pg.uri(tgt), "SELECT to_regclass('\"Posts\"')") == [(None,)]  # nothing swapped in
+    # a finish that built the keys, then failed (at the swap): its retry rebuilds them and swaps
+    results.append(engine.copy_unit(ranges[2], s, t, params, run_id="run-c", attempt=1, label="test"))
+    run_sql(local_pg.uri(tgt), 'ALTER TABLE "Posts__stage" ADD CONSTRAINT "Posts_pkey__stage" PRIMARY KEY ("Id")')
+    done = engine.finish_ranges("Posts", s, t, params, results, run_id="run-c", attempt=2, label="test")
+    assert done["rows_written"] == ROWS
+    assert _table(local_pg.uri(tgt), "Posts").equals(_table(local_pg.uri(source), "Posts"))

@@ -219,7 +219,8 @@ def copy_key_range(
 def finish_key_ranges(target: Target, spec: TableSpec, load_mode: str, expected_rows: int) -> int:
     """After every range unit of a table: check the loaded table holds ``expected_rows`` rows (the
     sum the units wrote), build its primary key and indexes, align its identity, and (``swap``)
-    swap it in. The caller holds the table lock exclusively.
+    swap it in. The caller holds the table lock exclusively. A retry after a failure at any of
+    these steps (before the swap commits) starts again: keys an earlier try built are dropped first.
 
     Args:
         target: the live table's target.
@@ -240,6 +241,7 @@ def finish_key_ranges(target: Target, spec: TableSpec, load_mode: str, expected_
         if count != expected_rows:
             raise ValidationError(f"target holds {count} rows after the key-range units, they wrote {expected_rows}",
                                   table=spec.qualified_name)
+        loaded.drop_keys(spec)  # built by an earlier try of this finish that failed later (at the swap)
         loaded.finish_table(spec)
         if load_mode == "swap":
             target.swap_in(spec)

@@ -169,6 +169,11 @@ class Target(Protocol):
         identity / sequence to max(Id)."""
         ...
 
+    def drop_keys(self, spec: TableSpec) -> None:
+        """Drop the primary key and secondary indexes of this target's table of ``spec`` if built,
+        and commit (a retried finish of a table loaded in key ranges rebuilds them)."""
+        ...
+
     def add_foreign_keys(self, spec: TableSpec, keys: Sequence[ForeignKeySpec]) -> None:
         """Create (and validate) the foreign keys ``keys`` of ``spec`` that the table lacks; leave
         the ones it has. Raises ``TargetError`` naming the constraint the rows violate."""

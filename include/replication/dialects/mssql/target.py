@@ -771,6 +771,17 @@ class MssqlTarget(Closing):
                     value = max(values) if spec.identity.increment > 0 else min(values)
                     self._run(checkident_sql(self._tname(spec), self.schema, int(value)))
 
+    def drop_keys(self, spec: TableSpec) -> None:
+        """Drop the primary key and secondary indexes if built, in one committed transaction.
+
+        Raises:
+            TargetError: a statement failed (rolled back).
+        """
+        self.rollback_unit()
+        with self._transaction("cannot drop the keys", spec.qualified_name):
+            for sql in drop_keys_sql(spec, MSSQL, self.schema, table_name=self._tname(spec), key_suffix=self.key_suffix):
+                self._run(sql)
+
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``COUNT_BIG(*)`` of the target table (rows).
 

@@ -612,6 +612,21 @@ class PostgresTarget(Closing):
             self._conn.rollback()
             raise TargetError(f"finishing the table failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
+    def drop_keys(self, spec: TableSpec) -> None:
+        """Drop the primary key and secondary indexes if built, and commit.
+
+        Raises:
+            TargetError: a statement failed (rolled back).
+        """
+        try:
+            self._conn.rollback()
+            for sql in drop_keys_sql(spec, POSTGRES, self.schema, table_name=self._tname(spec), key_suffix=self.suffix):
+                self._run(sql)
+            self._conn.commit()
+        except Exception as exc:
+            self._conn.rollback()
+            raise TargetError(f"cannot drop the keys: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
+
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``count(*)`` of the target table (rows).
 
