@@ -1,5 +1,6 @@
 """The steps of a replication run, on endpoints: plan (or dry-run), copy one table, foreign keys,
-validate, summarise, sweep. The Airflow tasks (``airflow/tasks.py``) and the command line
+validate, summarise, sweep; with ``partition_as = tasks`` the plan is :func:`plan_units` and a
+large table is copied as :func:`copy_range` units followed by one :func:`finish_ranges`. The Airflow tasks (``airflow/tasks.py``) and the command line
 (``cli.py``) both call these functions and nothing else, so a DAG run and a shell run do the same.
 
 Every step takes the run's options as a mapping under the DAG params' names (``tables``,

@@ -150,7 +150,6 @@ def test_a_retried_range_leaves_exact_rows(local_pg, fresh_database, source, tmp
         if run_sql(uri, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%' AND state <> 'idle'")[0][0]:
             break
         time.sleep(0.05)
-    time.sleep(0.3)
     killed = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
