@@ -75,8 +75,9 @@ DEFAULT_PARAMS: dict[str, Param] = {
     ),
     "parallel_ranges": Param(
         1, type="integer", minimum=1, maximum=MAX_PARALLEL_RANGES,
-        description="Copy each table as this many primary-key ranges at once (single integer key); the "
-        "memory budget is shared between them.",
+        description="Copy each table as this many primary-key ranges at once (single integer key): threads in "
+        "the table's copy task sharing its memory budget, or with partition_as=tasks one mapped copy task each "
+        "(each with the whole budget).",
     ),
     "partition_as": Param(
         DEFAULT_PARTITION_AS, type="string", enum=list(PARTITION_AS),
