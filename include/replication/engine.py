@@ -1,5 +1,6 @@
 """The steps of a replication run, on endpoints: plan (or dry-run), copy one table, foreign keys,
-validate, summarise, sweep. The Airflow tasks (``airflow/tasks.py``) and the command line
+validate, summarise, sweep; with ``partition_as = tasks`` the plan is :func:`plan_units` and a
+large table is copied as :func:`copy_range` units followed by one :func:`finish_ranges`. The Airflow tasks (``airflow/tasks.py``) and the command line
 (``cli.py``) both call these functions and nothing else, so a DAG run and a shell run do the same.
 
 Every step takes the run's options as a mapping under the DAG params' names (``tables``,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,14 +31,30 @@ from include.replication.core.audit import (
 )
 from include.replication.core.catalog import TableSpec
 from include.replication.core.checksum import ChecksumMismatch, DigestingSource, checksum_tables
+from include.replication.core.claims import check_claim, claim_table, release_claim
 from include.replication.core.config import CopySettings, RowsCallback
 from include.replication.core.ddl import STAGE_SUFFIX, build_keys_sql, create_table_sql, foreign_key_sql
 from include.replication.core.endpoint import Endpoint
-from include.replication.core.errors import ConfigurationError, ReplicationError
+from include.replication.core.errors import ConfigurationError, ReplicationError, ValidationError
 from include.replication.core.incremental import append_table, table_mode
 from include.replication.core.keyranges import integer_key
 from include.replication.core.naming import NamingOptions, TableRef, resolve_tables
-from include.replication.core.pipeline import copy_table
+from include.replication.core.partition import (
+    RANGE_LOAD_MODES,
+    parse_unit,
+    partition_as,
+    partition_min_rows,
+    range_count,
+    table_units,
+)
+from include.replication.core.pipeline import (
+    CopyResult,
+    copy_key_range,
+    copy_table,
+    finish_key_ranges,
+    load_target,
+    prepare_ranges,
+)
 from include.replication.core.protocols import Source, Target
 from include.replication.core.rowhash import Digest
 from include.replication.core.spill import sweep_run
@@ -61,6 +79,10 @@ __all__ = [
     "plan_tables",
     "dry_run",
     "copy_one_table",
+    "plan_units",
+    "copy_unit",
+    "copy_range",
+    "finish_ranges",
     "add_foreign_keys",
     "validate_tables",
     "summarise",
@@ -475,6 +497,192 @@ def copy_one_table(
                 "source_table": spec.name, "target_schema": target_schema, "target_table": tspec.name}
 
 
+def _holder(label: str, run_id: str, attempt: int, what: str) -> str:
+    """The table lock's holder text (who holds a lock, for a waiting copy's error)."""
+    return f"replication {label} run {run_id} try {attempt} {what}"
+
+
+def plan_units(
+    source: Endpoint, target: Endpoint, params: Mapping[str, Any] | None = None, *, run_id: str = "manual",
+    label: str = "copy",
+) -> dict[str, list[str]]:
+    """The plan of a run as copy units (:mod:`core.partition`): :func:`prepare_run`, then, with
+    ``partition_as = tasks``, one unit per primary-key range of every table that splits
+    (``partition_min_rows`` rows or more, ``parallel_ranges`` >= 2, a single integer key, load mode
+    ``swap`` or ``drop``, sync mode ``full``, dialects with key ranges) and one unit for every other
+    table. For each split table, under its table lock (exclusive), the run claims the table
+    (:mod:`core.claims`) and prepares the table the ranges load (the staging copy for ``swap``),
+    so the range units only insert. With ``partition_as = threads`` every table is one unit and
+    nothing more is done than :func:`plan_tables`.
+
+    Returns:
+        ``tables``: the entries, largest estimate first (as :func:`plan_tables`); ``units``: the unit
+        names (``Posts``, ``Posts[1:425000)``), the ranges of one table in key order; ``split``: the
+        entries loaded in ranges (each gets a :func:`finish_ranges`).
+
+    Raises:
+        The errors of :func:`prepare_run`; ConfigurationError: a bad ``partition_as`` or
+        ``partition_min_rows``; TargetError: another run holds a table's lock past ``lock_wait_s``.
+    """
+    params = params or {}
+    how, min_rows = partition_as(params), partition_min_rows(params)
+    tables = plan_tables(source, target, params)
+    if how == "threads":
+        return {"tables": tables, "units": list(tables), "split": []}
+    settings = CopySettings.from_params(params, run_id=run_id, label=label)
+    naming = NamingOptions.from_params(params)
+    units: list[str] = []
+    split: list[str] = []
+    with opened(source, endpoint_with_params(target, params)) as (src, tgt):
+        ranges_ok = src.dialect.key_ranges and tgt.dialect.key_ranges
+        for entry in tables:
+            spec = _spec(src, entry, params)
+            splittable = bool(ranges_ok and integer_key(spec) is not None and settings.load_mode in RANGE_LOAD_MODES
+                              and table_mode(params, entry) == "full" and settings.parallel_ranges >= 2)
+            rows = src.count_rows(spec) if splittable else 0
+            parts = range_count(rows, settings.parallel_ranges, min_rows, splittable=splittable)
+            these = table_units(entry, src.key_bounds(spec) if parts > 1 else None, parts)
+            if len(these) > 1:
+                tspec = naming.target_spec(spec, src.dialect.quote)
+                with _closing_clone(tgt, _where(tgt, naming, entry)) as where, \
+                        where.lock_table(tspec, _holder(label, run_id, 1, "plan"), settings.lock_wait_s):
+                    claim_table(where, tspec.name, run_id)
+                    prepare_ranges(where, tspec, settings.load_mode)
+                split.append(entry)
+                log.info("%s: %d rows in %d key-range units %s", entry, rows, len(these), [u.name for u in these])
+            units += [u.name for u in these]
+    return {"tables": tables, "units": units, "split": split}
+
+
+def copy_unit(
+    unit: str, source: Endpoint, target: Endpoint, params: Mapping[str, Any], *, run_id: str, attempt: int,
+    label: str, on_rows: RowsCallback | None = None,
+) -> dict[str, object]:
+    """Copy one unit of :func:`plan_units`: a key range (:func:`copy_range`) or a whole table
+    (:func:`copy_one_table`; with ``partition_as = tasks`` as one stream, ``parallel_ranges`` being
+    the range units' count then).
+
+    Returns:
+        The result of :func:`copy_range` or :func:`copy_one_table`, with ``unit``.
+    """
+    parsed = parse_unit(unit)
+    if parsed.key_range is not None:
+        return copy_range(unit, source, target, params, run_id=run_id, attempt=attempt, label=label, on_rows=on_rows)
+    options = {**params, "parallel_ranges": 1} if partition_as(params) == "tasks" else params
+    result = copy_one_table(unit, source, target, options, run_id=run_id, attempt=attempt, label=label, on_rows=on_rows)
+    return {**result, "unit": unit}
+
+
+def copy_range(
+    unit: str, source: Endpoint, target: Endpoint, params: Mapping[str, Any], *, run_id: str, attempt: int,
+    label: str, on_rows: RowsCallback | None = None,
+) -> dict[str, object]:
+    """Copy one key-range unit (``Posts[1:425000)``) of a table the run's :func:`plan_units` claimed
+    and prepared, and write the unit's audit row (keyed by the unit's name), success or failure.
+    Holds the table lock shared (the run's other ranges run alongside; another run's plan, a
+    whole-table copy or a finish wait) and checks the claim first. Idempotent: the unit's
+    transaction deletes exactly its range (``lo <= key < hi``) before loading it.
+
+    Returns:
+        ``CopyResult.as_dict()`` plus ``unit``, ``key_range`` (``[lo, hi]``), ``sync_mode``,
+        ``load_mode``, ``source_schema``, ``source_table``, ``target_schema``, ``target_table``.
+
+    Raises:
+        ConfigurationError: ``unit`` names no key range.
+        TargetError: the table is claimed by another run (permanent), or its lock is held too long.
+        ReplicationError: the copy failed (the range is rolled back; the failed audit row is written).
+    """
+    parsed = parse_unit(unit)
+    if parsed.key_range is None:
+        raise ConfigurationError(f"copy unit {unit!r} is not a key range", table=unit)
+    settings = dataclasses.replace(
+        CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label), on_rows=on_rows
+    )
+    naming = NamingOptions.from_params(params)
+    target_ep = endpoint_with_params(target, params)
+    with opened(source, target_ep) as (src, tgt):
+        spec = _spec(src, parsed.table, params)
+        try:
+            tspec = naming.target_spec(spec, src.dialect.quote)
+            with _closing_clone(tgt, _where(tgt, naming, parsed.table)) as where, \
+                    where.lock_table(tspec, _holder(label, run_id, attempt, unit), settings.lock_wait_s, shared=True):
+                check_claim(where, tspec.name, run_id)
+                loaded = load_target(where, tspec, settings.load_mode)
+                try:
+                    copied = copy_key_range(src, loaded, spec, settings, parsed.key_range, tspec, unit=unit)
+                finally:
+                    if loaded is not where:
+                        loaded.close()
+                target_schema = where.schema
+        except Exception as exc:
+            _audit_failure(tgt, target_ep, AuditRecord(run_id, unit, "failed", attempt,
+                                                       error=f"{type(exc).__name__}: {exc}", mode="full"))
+            raise
+        write_audit(tgt, AuditRecord(run_id, unit, "success", attempt, result=copied, mode="full",
+                                     rows_inserted=copied.rows_written, rows_updated=0))
+        return {**copied.as_dict(), "unit": unit, "key_range": list(parsed.key_range), "sync_mode": "full",
+                "load_mode": settings.load_mode, "source_schema": spec.schema, "source_table": spec.name,
+                "target_schema": target_schema, "target_table": tspec.name}
+
+
+def finish_ranges(
+    table: str, source: Endpoint, target: Endpoint, params: Mapping[str, Any], results: list[Mapping[str, Any]],
+    *, run_id: str, attempt: int, label: str,
+) -> dict[str, object]:
+    """After every key-range unit of ``table``: under the table lock (exclusive) and the run's
+    claim, check the loaded rows equal the sum the units wrote, build the primary key and indexes,
+    align the identity/sequence, swap the staging copy in (``swap``), release the claim, and write
+    the table's audit row (its figures summed over the units), success or failure.
+
+    Args:
+        table: the entry (one of :func:`plan_units`'s ``split``).
+        results: the copy units' results (any units; those of ``table``'s ranges are used, the
+            last one of a unit given more than once).
+
+    Returns:
+        A copy result for the whole table (``CopyResult.as_dict()`` summed over its ranges, ``seconds``
+        the finish's own) plus ``units``, ``sync_mode``, ``load_mode`` and the source/target names, as
+        :func:`copy_one_table` returns.
+
+    Raises:
+        ValidationError: no range result for the table, or the count differs.
+        TargetError: the claim is another run's; building the keys or the swap failed.
+    """
+    latest = {str(r["unit"]): r for r in results if r and r.get("key_range") is not None}  # a unit's last result
+    ranges = [r for unit, r in latest.items() if parse_unit(unit).table == table]
+    settings = CopySettings.from_params(params, run_id=run_id, attempt=attempt, label=label)
+    naming = NamingOptions.from_params(params)
+    target_ep = endpoint_with_params(target, params)
+    started = time.monotonic()
+    with opened(source, target_ep) as (src, tgt):
+        spec = _spec(src, table, params)
+        try:
+            if not ranges:
+                raise ValidationError("no key-range unit of the table reported its rows", table=table)
+            tspec = naming.target_spec(spec, src.dialect.quote)
+            expected = sum(int(r["rows_written"]) for r in ranges)
+            with _closing_clone(tgt, _where(tgt, naming, table)) as where:
+                with where.lock_table(tspec, _holder(label, run_id, attempt, "finish"), settings.lock_wait_s):
+                    check_claim(where, tspec.name, run_id)
+                    finish_key_ranges(where, tspec, settings.load_mode, expected)
+                    release_claim(where, tspec.name, run_id)
+                target_schema = where.schema
+        except Exception as exc:
+            _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt,
+                                                       error=f"{type(exc).__name__}: {exc}", mode="full"))
+            raise
+        figures = {f: sum(int(r[f]) for r in ranges) for f in
+                   ("rows_read", "rows_written", "bytes", "batches", "spill_files", "spill_bytes", "high_water_bytes")}
+        result = CopyResult(table=spec.name, **figures, peak_rss_bytes=max(int(r["peak_rss_bytes"]) for r in ranges),
+                            seconds=time.monotonic() - started)
+        write_audit(tgt, AuditRecord(run_id, table, "success", attempt, result=result, mode="full",
+                                     rows_inserted=result.rows_written, rows_updated=0))
+        log.info("finished %s from %d key-range units: %d rows", table, len(ranges), result.rows_written)
+        return {**result.as_dict(), "units": [str(r["unit"]) for r in ranges], "sync_mode": "full",
+                "load_mode": settings.load_mode, "source_schema": spec.schema, "source_table": spec.name,
+                "target_schema": target_schema, "target_table": tspec.name}
+
+
 def _audit_failure(target: Target, endpoint: Endpoint, record: AuditRecord) -> None:
     """Write a failed copy's audit row: on the copy's target connection, or, when that one died
     with the copy, on a fresh one. Never raises (the copy's own error is what surfaces)."""
@@ -581,9 +789,15 @@ def validate_tables(
 
 
 def summarise(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:
-    """Log and return the per-table source/target row-count table with each copy's figures."""
+    """Log and return the per-table source/target row-count table with each copy's figures (the
+    key-range units of one table summed; their seconds the longest unit's, as they ran at once)."""
     text = format_count_table([CountRow(c["table"], c["source_rows"], c["target_rows"]) for c in counts])
-    by_table = {c["table"]: c for c in copies if c}
+    by_table: dict[str, dict[str, Any]] = {}
+    for c in (c for c in copies if c):  # the key-range units of one table (partition_as=tasks) add up
+        seen = by_table.get(c["table"])
+        by_table[c["table"]] = dict(c) if seen is None else {
+            **seen, **{f: seen[f] + c[f] for f in ("bytes", "batches", "spill_files", "high_water_bytes")},
+            "seconds": max(seen["seconds"], c["seconds"])}
     lines = [text, "", f"{'table':<20} {'MB':>10} {'batches':>8} {'spills':>7} {'high-water MB':>14} {'seconds':>9}"]
     for name in sorted(by_table):
         c = by_table[name]

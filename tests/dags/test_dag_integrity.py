@@ -58,7 +58,9 @@ def test_dag_rules(dagbag, dag_id):
     assert all(t.retries >= 2 for t in dag.tasks)
     assert dag.catchup is False
     assert dag.doc_md and "Airflow DAG" in dag.doc_md
-    assert {t.task_id for t in dag.tasks} == {"plan", "copy", "foreign_keys", "validate", "summary", "cleanup"}
+    assert {t.task_id for t in dag.tasks} == {"plan", "copy", "ranged", "finish", "foreign_keys", "validate", "summary", "cleanup"}
+    assert dag.params["partition_as"] == "threads" and dag.params["partition_min_rows"] == 100_000
+    assert dag.task_dict["validate"].trigger_rule == dag.task_dict["foreign_keys"].trigger_rule == "none_failed"
     # sweeps spill debris whatever the copies did, without deciding the run's state
     assert dag.task_dict["cleanup"].is_teardown and dag.task_dict["cleanup"].trigger_rule == "all_done_setup_success"
     assert dag.params["memory_budget_mib"] == 128 and dag.params["load_mode"] == "swap"

@@ -1,5 +1,10 @@
-"""Build a replication DAG: plan -> copy (one mapped task per table) -> foreign_keys -> validate ->
-summary -> cleanup.
+"""Build a replication DAG: plan -> copy (one mapped task per copy unit) -> finish (one mapped task
+per table loaded in key ranges; ``ranged`` names those tables from the plan's units, since only a
+task's own return value can be mapped over) -> foreign_keys -> validate -> summary -> cleanup.
+
+A copy unit is a whole table (map index ``Posts``) or, with ``partition_as = tasks``, one
+primary-key range of a large table (``Posts[1:425000)``); with the default ``partition_as =
+threads`` every unit is a table, ``finish`` has no instance (skipped) and the run is today's.
 
 Both DAGs (``replicate_stackoverflow_to_postgres``, ``replicate_stackoverflow_to_target``) are this
 one shape with different connection ids, so the DAG files stay a few lines long. Parsing the DAG
@@ -8,6 +13,7 @@ has no side effects: no connection, no driver import (task bodies import lazily)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +31,7 @@ from include.replication.core.config import (
     TARGET_CASES,
 )
 from include.replication.core.incremental import SYNC_MODES
+from include.replication.core.partition import DEFAULT_PARTITION_AS, DEFAULT_PARTITION_MIN_ROWS, PARTITION_AS
 from include.replication.core.validate import VALIDATE_MODES
 
 __all__ = ["DEFAULT_PARAMS", "build_replication_dag"]
@@ -68,8 +75,22 @@ DEFAULT_PARAMS: dict[str, Param] = {
     ),
     "parallel_ranges": Param(
         1, type="integer", minimum=1, maximum=MAX_PARALLEL_RANGES,
-        description="Copy each table as this many primary-key ranges at once (single integer key); the "
-        "memory budget is shared between them.",
+        description="Copy each table as this many primary-key ranges at once (single integer key): threads in "
+        "the table's copy task sharing its memory budget, or with partition_as=tasks one mapped copy task each "
+        "(each with the whole budget).",
+    ),
+    "partition_as": Param(
+        DEFAULT_PARTITION_AS, type="string", enum=list(PARTITION_AS),
+        description="How a table is split into parallel_ranges primary-key ranges: threads (inside its one copy "
+        "task, as before); tasks (each range its own mapped copy task instance, named Posts[1:425000), which the "
+        "executor can spread over workers, then one finish task per table: keys, identity, count check, swap). "
+        "Only tables with a single integer key, at least partition_min_rows rows, load mode swap or drop and "
+        "sync mode full are split.",
+    ),
+    "partition_min_rows": Param(
+        DEFAULT_PARTITION_MIN_ROWS, type="integer", minimum=0,
+        description="With partition_as=tasks: tables with fewer rows than this (exact count at plan time) are "
+        "never split and are copied by one task.",
     ),
     "load_mode": Param(
         "swap", type="string", enum=list(LOAD_MODES),
@@ -145,47 +166,65 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
     def replication() -> None:
         @task
         def plan() -> list[str]:
-            """Read the source catalog, prepare the target tables; return the tables to copy."""
-            from include.replication.airflow.tasks import plan_tables
-
-            params = get_current_context()["params"]
-            return plan_tables(source_conn_id, target_conn_id, list(params.get("tables") or []),
-                               str(params.get("load_mode", "swap")), params)
-
-        @task(map_index_template="{{ task.op_kwargs['table'] }}", outlets=[replication_alias(dag_id)])
-        def copy(table: str) -> dict[str, object]:
-            """Copy one table through the bounded buffer, write its audit row, emit the target
-            table's asset event and OpenLineage datasets."""
-            from include.replication.airflow.assets import publish_copy
-            from include.replication.airflow.tasks import copy_one_table
+            """Read the source catalog, prepare the target tables (and, with partition_as=tasks, the
+            staging copies of the tables loaded in key ranges); return the copy units."""
+            from include.replication.airflow.tasks import plan_units
 
             ctx = get_current_context()
-            result = copy_one_table(
-                table,
-                source_conn_id,
-                target_conn_id,
-                ctx["params"],
-                run_id=ctx["run_id"],
-                attempt=int(ctx["ti"].try_number or 1),
-                label=dag_id,
-            )
+            return plan_units(source_conn_id, target_conn_id, ctx["params"], run_id=ctx["run_id"], label=dag_id)["units"]
+
+        @task
+        def ranged(units: list[str]) -> list[str]:
+            """The tables the plan split into key ranges: one finish each (none with partition_as=threads)."""
+            from include.replication.core.partition import split_tables
+
+            return split_tables(units)
+
+        @task(map_index_template="{{ task.op_kwargs['unit'] }}", outlets=[replication_alias(dag_id)])
+        def copy(unit: str) -> dict[str, object]:
+            """Copy one unit (a table, or one key range of it) through the bounded buffer and write its
+            audit row; a whole table emits its asset event and OpenLineage datasets (a range's table
+            emits them from finish)."""
+            from include.replication.airflow.assets import publish_copy
+            from include.replication.airflow.tasks import copy_unit
+
+            ctx = get_current_context()
+            result = copy_unit(unit, source_conn_id, target_conn_id, ctx["params"], run_id=ctx["run_id"],
+                               attempt=int(ctx["ti"].try_number or 1), label=dag_id)
+            if result.get("key_range") is None:
+                publish_copy(ctx, dag_id, result)
+            return result
+
+        @task(map_index_template="{{ task.op_kwargs['table'] }}", outlets=[replication_alias(dag_id)])
+        def finish(table: str, copies: list[Mapping[str, Any]]) -> dict[str, object]:
+            """After every key range of one table: count check, primary key, indexes, identity, swap;
+            the table's audit row and asset event."""
+            from include.replication.airflow.assets import publish_copy
+            from include.replication.airflow.tasks import finish_ranges
+
+            ctx = get_current_context()
+            results = [copies[i] for i in range(len(copies))]  # by length: see summary
+            result = finish_ranges(table, source_conn_id, target_conn_id, ctx["params"], results,
+                                   run_id=ctx["run_id"], attempt=int(ctx["ti"].try_number or 1), label=dag_id)
             publish_copy(ctx, dag_id, result)
             return result
 
-        @task
-        def foreign_keys(tables: list[str]) -> list[str]:
+        @task(trigger_rule="none_failed")  # runs when finish has no instance (no table in key ranges)
+        def foreign_keys(units: list[str]) -> list[str]:
             """Create the source's foreign keys between the copied tables, once every table is loaded."""
             from include.replication.airflow.tasks import add_foreign_keys
+            from include.replication.core.partition import tables_of
 
-            return add_foreign_keys(source_conn_id, target_conn_id, tables, get_current_context()["params"])
+            return add_foreign_keys(source_conn_id, target_conn_id, tables_of(units), get_current_context()["params"])
 
-        @task
-        def validate(tables: list[str]) -> list[dict[str, object]]:
+        @task(trigger_rule="none_failed")
+        def validate(units: list[str]) -> list[dict[str, object]]:
             """Compare exact source and target row counts (and, with validate=checksum, row checksums)."""
             from include.replication.airflow.tasks import validate_tables
+            from include.replication.core.partition import tables_of
 
             ctx = get_current_context()
-            return validate_tables(source_conn_id, target_conn_id, tables, ctx["params"], run_id=ctx["run_id"])
+            return validate_tables(source_conn_id, target_conn_id, tables_of(units), ctx["params"], run_id=ctx["run_id"])
 
         @task
         def summary(counts: list[dict[str, Any]], copies: list[dict[str, Any]]) -> str:
@@ -206,10 +245,11 @@ def build_replication_dag(*, dag_id: str, source_conn_id: str, target_conn_id: s
             return sweep(ctx["params"], run_id=ctx["run_id"], label=dag_id)
 
         # TaskFlow calls return XComArgs that resolve at run time to the annotated types
-        tables: Any = plan()
-        copies: Any = copy.expand(table=tables)
-        counts: Any = validate(tables)
-        copies >> foreign_keys(tables) >> counts
+        units: Any = plan()
+        copies: Any = copy.expand(unit=units)
+        finished: Any = finish.partial(copies=copies).expand(table=ranged(units))
+        counts: Any = validate(units)
+        copies >> finished >> foreign_keys(units) >> counts
         summary(counts, copies) >> cleanup()
 
     return replication()

@@ -1,5 +1,5 @@
-"""Bodies of the Airflow tasks: plan (or dry run), copy one table, foreign keys, validate,
-summarise, sweep.
+"""Bodies of the Airflow tasks: plan (or dry run), copy one unit (a table or a key range), finish
+a table loaded in key ranges, foreign keys, validate, summarise, sweep.
 
 Each function turns Airflow connection ids into endpoints (:mod:`connections`) and calls the one
 engine function of that step (:mod:`include.replication.engine`, which the command line calls
@@ -21,7 +21,18 @@ from include.replication.airflow.connections import endpoint_from_airflow
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError
 
-__all__ = ["plan_tables", "copy_one_table", "add_foreign_keys", "validate_tables", "summarise", "sweep", "fail_fast"]
+__all__ = [
+    "plan_tables",
+    "plan_units",
+    "copy_one_table",
+    "copy_unit",
+    "finish_ranges",
+    "add_foreign_keys",
+    "validate_tables",
+    "summarise",
+    "sweep",
+    "fail_fast",
+]
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +114,80 @@ def copy_one_table(
     source_ep, target_ep = _resolve(source), _resolve(target)
     with fail_fast():
         result = engine.copy_one_table(table, source_ep, target_ep, params, run_id=run_id, attempt=attempt, label=label)
-    assets = {
-        "source_asset": table_asset(_conn_name(source), source_ep, str(result["source_schema"]), str(result["source_table"])),
-        "target_asset": table_asset(_conn_name(target), target_ep, str(result["target_schema"]), str(result["target_table"])),
+    return {**result, **_assets(source, target, source_ep, target_ep, result)}
+
+
+def plan_units(
+    source: str | Endpoint, target: str | Endpoint, params: Mapping[str, Any], *, run_id: str, label: str,
+) -> dict[str, list[str]]:
+    """The plan task: :func:`engine.plan_units` (the tables, the copy units, the tables loaded in
+    key ranges), or with ``plan_only`` the dry run's report (logged) and no unit.
+
+    Returns:
+        ``{"tables": [...], "units": [...], "split": [...]}`` (all empty for a dry run).
+
+    Raises:
+        AirflowFailException: a permanent error (a pattern matching nothing, a missing table, an
+            unsupported type, a bad ``partition_as``).
+    """
+    options = {**params, "tables": list(params.get("tables") or []), "load_mode": str(params.get("load_mode", "swap"))}
+    with fail_fast():
+        if options.get("plan_only"):
+            log.info("plan_only: nothing is changed and no table is copied\n%s",
+                     engine.dry_run(_resolve(source), _resolve(target), options).format())
+            return {"tables": [], "units": [], "split": []}
+        return engine.plan_units(_resolve(source), _resolve(target), options, run_id=run_id, label=label)
+
+
+def copy_unit(
+    unit: str, source: str | Endpoint, target: str | Endpoint, params: Mapping[str, Any], *, run_id: str,
+    attempt: int, label: str,
+) -> dict[str, object]:
+    """The copy task: one unit of :func:`plan_units` through :func:`engine.copy_unit`.
+
+    Returns:
+        The engine's result plus ``source_asset`` / ``target_asset`` (as :func:`copy_one_table`).
+
+    Raises:
+        AirflowFailException: a permanent error (bad value, count mismatch, the table claimed by
+            another run).
+        ReplicationError: a retryable error (lost connection, the table lock held too long).
+    """
+    source_ep, target_ep = _resolve(source), _resolve(target)
+    with fail_fast():
+        result = engine.copy_unit(unit, source_ep, target_ep, params, run_id=run_id, attempt=attempt, label=label)
+    return {**result, **_assets(source, target, source_ep, target_ep, result)}
+
+
+def finish_ranges(
+    table: str, source: str | Endpoint, target: str | Endpoint, params: Mapping[str, Any],
+    results: list[Mapping[str, Any]], *, run_id: str, attempt: int, label: str,
+) -> dict[str, object]:
+    """The finish task of a table loaded in key ranges: :func:`engine.finish_ranges`.
+
+    Returns:
+        The table's result plus ``source_asset`` / ``target_asset``.
+
+    Raises:
+        AirflowFailException: a permanent error (count mismatch, duplicate keys, claimed by another run).
+        ReplicationError: a retryable error.
+    """
+    source_ep, target_ep = _resolve(source), _resolve(target)
+    with fail_fast():
+        result = engine.finish_ranges(table, source_ep, target_ep, params, results, run_id=run_id, attempt=attempt,
+                                      label=label)
+    return {**result, **_assets(source, target, source_ep, target_ep, result)}
+
+
+def _assets(source: str | Endpoint, target: str | Endpoint, source_ep: Endpoint, target_ep: Endpoint,
+            result: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """``source_asset`` / ``target_asset``: the ``TableAsset`` fields of the tables read and written."""
+    return {
+        "source_asset": dataclasses.asdict(table_asset(_conn_name(source), source_ep, str(result["source_schema"]),
+                                                       str(result["source_table"]))),
+        "target_asset": dataclasses.asdict(table_asset(_conn_name(target), target_ep, str(result["target_schema"]),
+                                                       str(result["target_table"]))),
     }
-    return {**result, **{key: dataclasses.asdict(asset) for key, asset in assets.items()}}
 
 
 def _conn_name(conn_or_endpoint: str | Endpoint) -> str:

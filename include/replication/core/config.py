@@ -154,7 +154,8 @@ class CopySettings:
         Recognised keys: ``memory_budget_mib`` (int, MiB; default
         :data:`DEFAULT_MEMORY_BUDGET_MIB`), ``batch_rows`` (int; :data:`DEFAULT_BATCH_ROWS`),
         ``batch_mib`` (number, MiB; 0 or absent = :func:`default_batch_bytes`), ``spill_root``
-        (str; empty = :func:`default_spill_root`), ``parallel_ranges`` (int, 1..16). Other keys
+        (str; empty = :func:`default_spill_root`), ``parallel_ranges`` (int, 1..16), ``lock_wait_s``
+        (number, seconds; :data:`DEFAULT_LOCK_WAIT_S`; not a DAG param, for tools and tests). Other keys
         are ignored (the DAG's other params).
 
         Raises:
@@ -166,6 +167,7 @@ class CopySettings:
             parallel = int(params.get("parallel_ranges", 1))
             batch_mib = params.get("batch_mib")
             batch_bytes = int(float(batch_mib) * MiB) if batch_mib else default_batch_bytes(budget)
+            lock_wait_s = float(params.get("lock_wait_s", DEFAULT_LOCK_WAIT_S))
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"bad numeric DAG param: {exc}") from exc
         spill = params.get("spill_root") or None
@@ -182,4 +184,5 @@ class CopySettings:
             label=label,
             parallel_ranges=parallel,
             load_mode=load_mode,
+            lock_wait_s=lock_wait_s,
         )

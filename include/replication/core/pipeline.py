@@ -1,7 +1,10 @@
 """The copy pipeline: Source reader -> SpillingBuffer -> Target writer, for any pair of dialects.
 
 ``copy_table`` runs one copy unit (a whole table) in one target transaction, so a retry or a re-run
-leaves exactly one copy of every row. It never branches on the dialect.
+leaves exactly one copy of every row. With ``partition_as = tasks`` a table is instead
+:func:`prepare_ranges` (once), :func:`copy_key_range` (one task per range, each its own
+transaction) and :func:`finish_key_ranges` (keys, identity, count, swap). It never branches on the
+dialect.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pyarrow as pa
 from include.replication.core.allocators import tune_allocators
 from include.replication.core.catalog import TableSpec
 from include.replication.core.config import CopySettings, MiB, default_batch_bytes
-from include.replication.core.errors import ValidationError
+from include.replication.core.errors import ConfigurationError, ValidationError
 from include.replication.core.keyranges import KeyRange, integer_key, split_key_range
 from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from include.replication.core.protocols import Source, Target
@@ -25,7 +28,7 @@ from include.replication.core.spill import attempt_id, remove_earlier_attempts
 from include.replication.core.transfer import TransferStats, transfer
 from include.replication.core.typemap import arrow_schema
 
-__all__ = ["CopyResult", "copy_table"]
+__all__ = ["CopyResult", "copy_table", "load_target", "prepare_ranges", "copy_key_range", "finish_key_ranges"]
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +137,22 @@ def copy_table(
         else:
             units = _load(source, target, spec, tspec, settings, keep_keys=False)
             target.finish_table(tspec)
+    result = _result(spec, units, started, start_rss)
+    log.info(
+        "copied %s (%s) in %d unit(s): %d rows, %d bytes, %d batches, %d spill files (%d bytes), high-water %d bytes, "
+        "peak RSS %d bytes (%d bytes above the %d bytes at the start), %.2f s",
+        spec.qualified_name, settings.load_mode, len(units), result.rows_written, result.bytes, result.batches,
+        result.spill_files, result.spill_bytes, result.high_water_bytes, result.peak_rss_bytes,
+        result.rss_growth_bytes, start_rss, result.seconds,
+    )
+    return result
+
+
+def _result(spec: TableSpec, units: list[TransferStats], started: float, start_rss: int) -> CopyResult:
+    """The figures of ``units`` (of one table), timed from ``started`` (``time.monotonic()``), the
+    RSS growth measured from ``start_rss`` (bytes, taken with :func:`reset_peak_rss` at the start)."""
     rows = sum(u.rows for u in units)
-    result = CopyResult(
+    return CopyResult(
         table=spec.name,
         rows_read=rows,
         rows_written=sum(u.rows_written for u in units),
@@ -148,14 +165,105 @@ def copy_table(
         seconds=time.monotonic() - started,
         rss_growth_bytes=max(0, peak_rss_bytes() - start_rss),
     )
-    log.info(
-        "copied %s (%s) in %d unit(s): %d rows, %d bytes, %d batches, %d spill files (%d bytes), high-water %d bytes, "
-        "peak RSS %d bytes (%d bytes above the %d bytes at the start), %.2f s",
-        spec.qualified_name, settings.load_mode, len(units), result.rows_written, result.bytes, result.batches,
-        result.spill_files, result.spill_bytes, result.high_water_bytes, result.peak_rss_bytes,
-        result.rss_growth_bytes, start_rss, result.seconds,
-    )
+
+
+def load_target(target: Target, spec: TableSpec, load_mode: str) -> Target:
+    """The target that holds the rows of a table loaded as range units: the staging copy
+    (``target.stage``, on its own connection; close it) for ``swap``, else ``target`` itself."""
+    return target.stage(spec) if load_mode == "swap" else target
+
+
+def prepare_ranges(target: Target, spec: TableSpec, load_mode: str) -> None:
+    """Before the range units of a table (``partition_as = tasks``): create the empty table they
+    load, without keys: the staging copy for ``swap`` (dropped and re-created, so a plan retried or
+    re-run starts clean); for ``drop`` the plan has created the live table already. The caller
+    holds the table lock exclusively.
+
+    Raises:
+        ConfigurationError: a load mode that cannot be split (``truncate``).
+        TargetError: DDL failed.
+    """
+    if load_mode == "drop":
+        return
+    if load_mode != "swap":
+        raise ConfigurationError(f"load mode {load_mode} cannot be loaded in key-range units", table=spec.qualified_name)
+    with target.stage(spec) as stage:
+        stage.prepare_table(spec)
+
+
+def copy_key_range(
+    source: Source, target: Target, spec: TableSpec, settings: CopySettings, key_range: KeyRange,
+    target_spec: TableSpec | None = None, *, unit: str,
+) -> CopyResult:
+    """One key range of a table as its own copy unit (``partition_as = tasks``), into ``target``
+    (the :func:`load_target`, prepared by :func:`prepare_ranges`, without keys), in one transaction
+    that first deletes exactly the range's rows (``lo <= key < hi``), then streams the range through
+    a SpillingBuffer, checks the range's count and commits. A retry, or a second run of the same
+    range, leaves exactly one copy of each of its rows; an interrupted one leaves none (rolled back).
+    The caller holds the table lock (shared).
+
+    Args:
+        source: open source.
+        target: the load target (staging copy or live table).
+        spec: the table's catalog, read from ``source``.
+        settings: memory budget, batch sizes, spill root, run id, attempt.
+        key_range: the half-open range ``(lo, hi)``.
+        target_spec: the table under the target's names, or None.
+        unit: the unit's name (``Posts[1:425000)``): logs and spill directory names.
+
+    Returns:
+        The range's figures (``table`` is the table's name).
+
+    Raises:
+        ReplicationError: the first real error of the reader or the writer (the range is rolled back).
+    """
+    tune_allocators()
+    tspec = target_spec or spec
+    started = time.monotonic()
+    start_rss = current_rss_bytes()
+    reset_peak_rss()
+    remove_earlier_attempts(settings.spill_root, settings.label, settings.run_id, unit, settings.attempt)
+    stats = _copy_unit(source, target, spec, tspec, settings, key_range, unit, "", spill_name=unit)
+    result = _result(spec, [stats], started, start_rss)
+    log.info("copied %s: %d rows, %d bytes, %d batches, %d spill files, peak RSS %d bytes (%d above the start), %.2f s",
+             unit, result.rows_written, result.bytes, result.batches, result.spill_files, result.peak_rss_bytes,
+             result.rss_growth_bytes, result.seconds)
     return result
+
+
+def finish_key_ranges(target: Target, spec: TableSpec, load_mode: str, expected_rows: int) -> int:
+    """After every range unit of a table: check the loaded table holds ``expected_rows`` rows (the
+    sum the units wrote), build its primary key and indexes, align its identity, and (``swap``)
+    swap it in. The caller holds the table lock exclusively. A retry after a failure at any of
+    these steps (before the swap commits) starts again: keys an earlier try built are dropped first.
+
+    Args:
+        target: the live table's target.
+        spec: the table under the target's names.
+        load_mode: ``swap`` or ``drop``.
+        expected_rows: rows the range units wrote together.
+
+    Returns:
+        Rows of the finished table.
+
+    Raises:
+        ValidationError: the count differs (nothing is swapped; the staging copy stays for a retry).
+        TargetError: building the keys (duplicates) or the swap failed.
+    """
+    loaded = load_target(target, spec, load_mode)
+    try:
+        count = loaded.count_rows(spec)
+        if count != expected_rows:
+            raise ValidationError(f"target holds {count} rows after the key-range units, they wrote {expected_rows}",
+                                  table=spec.qualified_name)
+        loaded.drop_keys(spec)  # built by an earlier try of this finish that failed later (at the swap)
+        loaded.finish_table(spec)
+        if load_mode == "swap":
+            target.swap_in(spec)
+    finally:
+        if loaded is not target:
+            loaded.close()
+    return count
 
 
 def _load(
@@ -186,7 +294,7 @@ def _renamed(reader: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa
 
 def _copy_unit(
     source: Source, target: Target, spec: TableSpec, tspec: TableSpec, settings: CopySettings,
-    key_range: KeyRange | None, label: str, suffix: str, *, keep_keys: bool = False,
+    key_range: KeyRange | None, label: str, suffix: str, *, keep_keys: bool = False, spill_name: str | None = None,
 ) -> TransferStats:
     """One copy unit in one target transaction: clear the unit's rows (the table, or exactly its
     key range), stream the rows through a SpillingBuffer, check the count, commit; roll back on
@@ -204,7 +312,7 @@ def _copy_unit(
             budget_bytes=settings.buffer_budget_bytes,
             spill_root=settings.spill_root,
             label=label,
-            attempt_id=attempt_id(settings.label, settings.run_id, spec.name, settings.attempt, suffix),
+            attempt_id=attempt_id(settings.label, settings.run_id, spill_name or spec.name, settings.attempt, suffix),
             overlap=settings.overlap,
             estimated_rows=(spec.row_estimate or None) if key_range is None else None,
             on_rows=settings.on_rows,

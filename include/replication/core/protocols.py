@@ -169,6 +169,11 @@ class Target(Protocol):
         identity / sequence to max(Id)."""
         ...
 
+    def drop_keys(self, spec: TableSpec) -> None:
+        """Drop the primary key and secondary indexes of this target's table of ``spec`` if built,
+        and commit (a retried finish of a table loaded in key ranges rebuilds them)."""
+        ...
+
     def add_foreign_keys(self, spec: TableSpec, keys: Sequence[ForeignKeySpec]) -> None:
         """Create (and validate) the foreign keys ``keys`` of ``spec`` that the table lacks; leave
         the ones it has. Raises ``TargetError`` naming the constraint the rows violate."""
@@ -193,9 +198,13 @@ class Target(Protocol):
         (the ``truncate`` load mode writes into it as it is)."""
         ...
 
-    def lock_table(self, spec: TableSpec, holder: str, wait_s: float = 60.0) -> AbstractContextManager[None]:
+    def lock_table(
+        self, spec: TableSpec, holder: str, wait_s: float = 60.0, *, shared: bool = False
+    ) -> AbstractContextManager[None]:
         """Hold the table lock for a whole copy of ``spec`` (see :mod:`core.locks`); ``holder`` names
-        this copy to a waiting one. Raises ``TargetError`` (retryable) when still held after ``wait_s``."""
+        this copy to a waiting one. ``shared``: the range units of one run (``partition_as=tasks``)
+        hold it together, excluding every exclusive holder (a whole-table copy, a plan or finish).
+        Raises ``TargetError`` (retryable) when still held after ``wait_s``."""
         ...
 
     def count_rows(self, spec: TableSpec) -> int:

@@ -417,9 +417,10 @@ class MssqlTarget(Closing):
     def _lock_name(self, spec: TableSpec) -> str:
         return f"{self.endpoint.database}.{self.schema}.{spec.name}"
 
-    def _applock(self, resource: str, owner: str, wait_ms: int) -> bool:
-        """``sp_getapplock`` in exclusive mode; True when granted (status >= 0)."""
-        sql = ("DECLARE @r int; EXEC @r = sp_getapplock @Resource = %s, @LockMode = 'Exclusive', "
+    def _applock(self, resource: str, owner: str, wait_ms: int, *, shared: bool = False) -> bool:
+        """``sp_getapplock`` in exclusive (or ``shared``) mode; True when granted (status >= 0)."""
+        mode = "Shared" if shared else "Exclusive"
+        sql = (f"DECLARE @r int; EXEC @r = sp_getapplock @Resource = %s, @LockMode = '{mode}', "
                f"@LockOwner = '{owner}', @LockTimeout = {int(wait_ms)}; SELECT @r")
         return int(self._run(sql, (resource,))[0][0]) >= 0
 
@@ -478,16 +479,16 @@ class MssqlTarget(Closing):
         return staged
 
     @contextlib.contextmanager
-    def lock_table(self, spec: TableSpec, holder: str, wait_s: float = 60.0) -> Iterator[None]:
-        """Hold the table lock of ``spec`` for the block: ``sp_getapplock`` owned by this session,
-        waiting up to ``wait_s`` seconds.
+    def lock_table(self, spec: TableSpec, holder: str, wait_s: float = 60.0, *, shared: bool = False) -> Iterator[None]:
+        """Hold the table lock of ``spec`` for the block: ``sp_getapplock`` owned by this session
+        (``@LockMode = 'Shared'`` when ``shared``), waiting up to ``wait_s`` seconds.
 
         Raises:
             TargetError: still held after ``wait_s`` (retryable).
         """
         resource = lock_resource(self._lock_name(spec))
         try:
-            granted = self._applock(resource, "Session", int(wait_s * 1000))
+            granted = self._applock(resource, "Session", int(wait_s * 1000), shared=shared)
         except Exception as exc:
             self.rollback_unit()
             raise TargetError(f"cannot take the table lock: {exc}", table=spec.qualified_name,
@@ -769,6 +770,17 @@ class MssqlTarget(Closing):
                 if values:
                     value = max(values) if spec.identity.increment > 0 else min(values)
                     self._run(checkident_sql(self._tname(spec), self.schema, int(value)))
+
+    def drop_keys(self, spec: TableSpec) -> None:
+        """Drop the primary key and secondary indexes if built, in one committed transaction.
+
+        Raises:
+            TargetError: a statement failed (rolled back).
+        """
+        self.rollback_unit()
+        with self._transaction("cannot drop the keys", spec.qualified_name):
+            for sql in drop_keys_sql(spec, MSSQL, self.schema, table_name=self._tname(spec), key_suffix=self.key_suffix):
+                self._run(sql)
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``COUNT_BIG(*)`` of the target table (rows).

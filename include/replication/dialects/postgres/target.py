@@ -242,10 +242,11 @@ class PostgresTarget(Closing):
         return f"{self.endpoint.database}.{self.schema}.{spec.name}"
 
     @contextlib.contextmanager
-    def lock_table(self, spec: TableSpec, holder: str, wait_s: float = 60.0) -> Iterator[None]:
+    def lock_table(self, spec: TableSpec, holder: str, wait_s: float = 60.0, *, shared: bool = False) -> Iterator[None]:
         """Hold the table lock of ``spec`` (:mod:`core.locks`) for the block: a session-level
-        ``pg_try_advisory_lock`` on this target's connection, tried every second for ``wait_s``
-        seconds. The session's ``application_name`` says who holds it, so a waiting copy can name it.
+        ``pg_try_advisory_lock`` (``pg_try_advisory_lock_shared`` when ``shared``) on this target's
+        connection, tried every second for ``wait_s`` seconds. The session's ``application_name``
+        says who holds it, so a waiting copy can name it.
 
         Raises:
             TargetError: still held after ``wait_s`` (retryable; names the holder).
@@ -256,7 +257,8 @@ class PostgresTarget(Closing):
             self._conn.rollback()
             self._run("SELECT set_config('application_name', $1, false)", (holder[:63],))
             self._conn.commit()
-            while not self._run("SELECT pg_try_advisory_lock($1)", (key,))[0][0]:
+            mode = "_shared" if shared else ""
+            while not self._run(f"SELECT pg_try_advisory_lock{mode}($1)", (key,))[0][0]:
                 self._conn.commit()
                 if time.monotonic() >= deadline:
                     who = self._run(
@@ -280,7 +282,7 @@ class PostgresTarget(Closing):
         finally:
             try:
                 self._conn.rollback()
-                self._run("SELECT pg_advisory_unlock($1)", (key,))
+                self._run(f"SELECT pg_advisory_unlock{'_shared' if shared else ''}($1)", (key,))
                 self._conn.commit()
             except Exception:  # noqa: BLE001 - a dead session has released it already
                 log.debug("releasing the table lock failed (the session ended?)", exc_info=True)
@@ -609,6 +611,21 @@ class PostgresTarget(Closing):
         except Exception as exc:
             self._conn.rollback()
             raise TargetError(f"finishing the table failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
+
+    def drop_keys(self, spec: TableSpec) -> None:
+        """Drop the primary key and secondary indexes if built, and commit.
+
+        Raises:
+            TargetError: a statement failed (rolled back).
+        """
+        try:
+            self._conn.rollback()
+            for sql in drop_keys_sql(spec, POSTGRES, self.schema, table_name=self._tname(spec), key_suffix=self.suffix):
+                self._run(sql)
+            self._conn.commit()
+        except Exception as exc:
+            self._conn.rollback()
+            raise TargetError(f"cannot drop the keys: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``count(*)`` of the target table (rows).
