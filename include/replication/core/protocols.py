@@ -30,6 +30,7 @@ import pyarrow as pa
 from include.replication.core.catalog import ForeignKeySpec, TableSpec
 from include.replication.core.dialect import Dialect
 from include.replication.core.keyranges import KeyRange
+from include.replication.core.rowfilter import RowFilter
 
 __all__ = ["Source", "Target", "Closing"]
 
@@ -82,9 +83,16 @@ class Source(Protocol):
         ...
 
     def read_batches(
-        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+        self,
+        spec: TableSpec,
+        *,
+        batch_rows: int,
+        batch_bytes: int,
+        key_range: KeyRange | None = None,
+        row_filter: RowFilter | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the table (or one half-open primary-key range of it) ordered by primary key.
+        """Stream the table (or one half-open primary-key range of it, and / or only the rows at or
+        past a cursor bound: ``row_filter``, the ``merge`` mode's window) ordered by primary key.
 
         Yields:
             ``pa.RecordBatch`` with ``arrow_schema(spec)``, at most ``batch_rows`` rows and about
