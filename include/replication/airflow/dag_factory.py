@@ -24,7 +24,7 @@ from include.replication.core.config import (
     MAX_PARALLEL_RANGES,
     TARGET_CASES,
 )
-from include.replication.core.incremental import SYNC_MODES
+from include.replication.core.incremental import DEFAULT_MERGE_LAG_S, SYNC_MODES
 from include.replication.core.validate import VALIDATE_MODES
 
 __all__ = ["DEFAULT_PARAMS", "build_replication_dag"]
@@ -99,11 +99,22 @@ DEFAULT_PARAMS: dict[str, Param] = {
     "mode": Param(
         "full", type="string", enum=list(SYNC_MODES),
         description="full: copy every row; append: copy only the rows whose integer primary key is above the "
-        "high-water mark kept in the target's replication_state table (the first run is a full load that sets it).",
+        "high-water mark kept in the target's replication_state table (the first run is a full load that sets it); "
+        "merge: upsert the rows whose cursor column (cursor_columns) is at or past the mark minus merge_lag_seconds.",
     ),
     "table_modes": Param(
         {}, type="object",
-        description='Sync mode per table, overriding mode, e.g. {"Votes": "append", "Badges": "append"}.',
+        description='Sync mode per table, overriding mode, e.g. {"Votes": "append", "Posts": "merge"}.',
+    ),
+    "cursor_columns": Param(
+        {}, type="object",
+        description='Cursor column per table of mode merge, e.g. {"Posts": "LastActivityDate"} (an integer or '
+        "timestamp column the source moves forward on every change).",
+    ),
+    "merge_lag_seconds": Param(
+        DEFAULT_MERGE_LAG_S, type="number", minimum=0,
+        description="Seconds before the high-water mark that a merge run reads again, so a row committed late "
+        "with an earlier cursor value is still seen (timestamp cursors).",
     ),
     "validate": Param(
         "count", type="string", enum=list(VALIDATE_MODES),

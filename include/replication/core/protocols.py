@@ -172,6 +172,20 @@ class Target(Protocol):
         """
         ...
 
+    def merge_from_stage(self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = ()) -> tuple[int, int]:
+        """In one transaction: upsert the rows of the staging table ``stage`` (same columns, this
+        target's schema, unique keys) into the live table of ``spec`` by primary key, updating a
+        matched row only when some column differs; then run the statements ``then`` (the state
+        row); commit. On any error everything is rolled back (live rows and state as before).
+
+        Returns:
+            ``(rows inserted, rows updated)``.
+
+        Raises:
+            TargetError: a statement failed (rolled back). DataError: a value the live table refuses.
+        """
+        ...
+
     def finish_table(self, spec: TableSpec, *, build_keys: bool = True) -> None:
         """Build the primary key and secondary indexes (unless ``build_keys`` is False), align the
         identity / sequence to max(Id)."""

@@ -55,6 +55,9 @@ from include.replication.dialects.mssql.bulk import bulk_columns, writable, writ
 from include.replication.dialects.mssql.connect import connect_mssql, connect_pytds, is_transient, write_method
 from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
 from include.replication.dialects.mssql.dialect import MSSQL
+from include.replication.dialects.mssql.merge import insert_sql as merge_insert_sql
+from include.replication.dialects.mssql.merge import merge_batch_sql
+from include.replication.dialects.mssql.merge import update_sql as merge_update_sql
 
 __all__ = [
     "MssqlTarget",
@@ -724,6 +727,39 @@ class MssqlTarget(Closing):
         except Exception as exc:
             self.rollback_unit()
             raise TargetError(f"statement in the copy unit failed: {exc}", retryable=is_transient(exc)) from exc
+
+    def merge_from_stage(self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = ()) -> tuple[int, int]:
+        """Upsert ``stage`` into the live table, run ``then``, commit; one transaction
+        (``XACT_ABORT ON``: any error rolls all of it back), ``IDENTITY_INSERT`` on while rows are
+        inserted. Microsoft SQL Server runs one ``MERGE`` (:func:`mssql.merge.merge_batch_sql`);
+        Babelfish, which refuses ``MERGE``, runs ``UPDATE ... FROM ... JOIN`` of the rows that
+        differ, then ``INSERT ... WHERE NOT EXISTS`` (:func:`mssql.merge.update_sql`,
+        :func:`mssql.merge.insert_sql`).
+
+        Returns:
+            ``(rows inserted, rows updated)``.
+
+        Raises:
+            TargetError: a statement failed (rolled back).
+        """
+        live, staged = self._tname(spec), self._tname(stage)
+        babelfish = self._is_babelfish()
+        with self._transaction("merge failed", spec.qualified_name):
+            self._applock(lock_resource(self._lock_name(spec), None, unit=True), "Transaction", UNIT_LOCK_WAIT_MS)
+            if babelfish:
+                update = merge_update_sql(spec, self.schema, live, staged)
+                updated = int(self._run(update)[0][0]) if update else 0
+                self._identity(spec, True)
+                inserted = int(self._run(merge_insert_sql(spec, self.schema, live, staged))[0][0])
+            else:
+                self._identity(spec, True)
+                inserted, updated = (int(v) for v in self._run(merge_batch_sql(spec, self.schema, live, staged))[0])
+            self._identity(spec, False)
+            for sql in then:
+                self._run(sql)
+        log.info("merged %s into %s (%s): %d inserted, %d updated", staged, live,
+                 "UPDATE + INSERT on Babelfish" if babelfish else "MERGE", inserted, updated)
+        return inserted, updated
 
     def rollback_unit(self) -> None:
         """Roll back the open transaction, if any, and switch IDENTITY_INSERT off; never raises.
