@@ -29,6 +29,7 @@ from typing import Any
 from include.replication import engine
 from include.replication.airflow.connections import endpoint_from_text
 from include.replication.core.config import LOAD_MODES, MAX_PARALLEL_RANGES, TARGET_CASES
+from include.replication.core.deletes import DELETE_MODES
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError, ValidationError
 from include.replication.core.incremental import SYNC_MODES
@@ -130,6 +131,8 @@ def _add_sync(p: argparse.ArgumentParser) -> None:
                    help="cursor column of a merge table (e.g. Posts=LastActivityDate); repeatable")
     p.add_argument("--merge-lag-seconds", type=float, metavar="S",
                    help="seconds before the high-water mark a merge run reads again (default 300)")
+    p.add_argument("--delete-mode", choices=DELETE_MODES,
+                   help="rows deleted in the source (merge tables): ignore (default), report, or apply")
 
 
 def _add_validate(p: argparse.ArgumentParser) -> None:
@@ -240,6 +243,7 @@ _PARAM_NAMES = (
     "sqlserver_write_method",
     "mode",
     "merge_lag_seconds",
+    "delete_mode",
     "validate",
 )
 

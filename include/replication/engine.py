@@ -31,9 +31,10 @@ from include.replication.core.catalog import TableSpec
 from include.replication.core.checksum import ChecksumMismatch, DigestingSource, checksum_tables
 from include.replication.core.config import CopySettings, RowsCallback
 from include.replication.core.ddl import STAGE_SUFFIX, build_keys_sql, create_table_sql, foreign_key_sql
+from include.replication.core.deletes import delete_mode
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError
-from include.replication.core.incremental import append_table, cursor_column, merge_lag_seconds, table_mode
+from include.replication.core.incremental import SyncResult, append_table, cursor_column, merge_lag_seconds, table_mode
 from include.replication.core.keyranges import integer_key
 from include.replication.core.merge import check_cursor, merge_table
 from include.replication.core.naming import NamingOptions, TableRef, resolve_tables
@@ -175,7 +176,7 @@ def _check_sync_options(entry: str, spec: TableSpec, tspec: TableSpec, params: M
     if mode == "append" and integer_key(spec) is None:
         raise ConfigurationError("append mode needs a single integer primary key", table=entry)
     if mode == "merge":
-        check_cursor(spec, cursor_column(params, entry), table=entry)
+        check_cursor(spec, cursor_column(params, entry), table=entry, deletes=delete_mode(params))
         merge_lag_seconds(params)
     if _renamed(spec, tspec) and (mode != "full" or check == "checksum"):
         what = f"mode {mode}" if mode != "full" else "validate=checksum"
@@ -460,8 +461,7 @@ def copy_one_table(
                 if mode == "append":
                     synced = append_table(src, where, spec, settings, table=table)
                 elif mode == "merge":
-                    synced = merge_table(src, where, spec, settings, table=table, lag_s=merge_lag_seconds(params),
-                                         cursor=check_cursor(spec, cursor_column(params, table), table=table))
+                    synced = _merge(src, where, target_ep, spec, settings, table, params)
                 else:
                     copied = copy_table(tap or src, where, spec, settings, tspec)
                 target_schema = where.schema
@@ -472,7 +472,7 @@ def copy_one_table(
         if mode != "full":
             write_audit(tgt, AuditRecord(
                 run_id, table, "success", attempt, result=synced.copy, mode=mode, rows_inserted=synced.rows_inserted,
-                rows_updated=synced.rows_updated, rows_deleted=synced.rows_deleted,
+                rows_updated=synced.rows_updated, rows_deleted=synced.rows_deleted, deletes=synced.deletes,
                 high_water_mark_before=synced.high_water_mark_before, high_water_mark_after=synced.high_water_mark_after,
             ))
             result = synced.as_dict()
@@ -483,6 +483,20 @@ def copy_one_table(
             result = copied.as_dict()
         return {**result, "sync_mode": mode, "load_mode": settings.load_mode, "source_schema": spec.schema,
                 "source_table": spec.name, "target_schema": target_schema, "target_table": tspec.name}
+
+
+def _merge(src: Source, where: Target, target_ep: Endpoint, spec: TableSpec, settings: CopySettings, table: str,
+           params: Mapping[str, Any]) -> SyncResult:
+    """:func:`core.merge.merge_table` with the run's merge params; with a ``delete_mode`` other
+    than ``ignore``, the target opened as a Source in ``where``'s schema reads its keys."""
+    deletes = delete_mode(params)
+    cursor = check_cursor(spec, cursor_column(params, table), table=table, deletes=deletes)
+    with contextlib.ExitStack() as stack:
+        reader = None
+        if deletes != "ignore":
+            reader = stack.enter_context(open_source(dataclasses.replace(target_ep, schema=where.schema)))
+        return merge_table(src, where, spec, settings, table=table, cursor=cursor, lag_s=merge_lag_seconds(params),
+                           deletes=deletes, target_reader=reader)
 
 
 def _audit_failure(target: Target, endpoint: Endpoint, record: AuditRecord) -> None:

@@ -24,6 +24,7 @@ NEW_COLUMNS = [
     "high_water_mark_after",
     "validation",
     "source_checksum",
+    "deletes",
 ]
 OLD_SPEC = dataclasses.replace(AUDIT_SPEC, columns=tuple(c for c in AUDIT_SPEC.columns if c.name not in NEW_COLUMNS))
 """The audit table as the previous version created it (15 columns)."""
@@ -63,7 +64,7 @@ def test_old_audit_table_gains_the_new_columns_and_keeps_its_rows(pair):
             "WHERE table_name = 'replication_audit' ORDER BY ordinal_position"
         )
         assert [c[0] for c in columns] == [c.name for c in AUDIT_SPEC.columns]
-        assert columns[-8:] == [
+        assert columns[-9:] == [
             ("mode", "character varying", 20),
             ("rows_inserted", "bigint", None),
             ("rows_updated", "bigint", None),
@@ -72,6 +73,7 @@ def test_old_audit_table_gains_the_new_columns_and_keeps_its_rows(pair):
             ("high_water_mark_after", "character varying", 100),
             ("validation", "character varying", 4000),
             ("source_checksum", "character varying", 60),
+            ("deletes", "character varying", 4000),
         ]
         old = target.execute("SELECT run_id, rows_written, mode, rows_inserted, validation FROM replication_audit")
         assert old == [("old_run", 42, None, None, None)]

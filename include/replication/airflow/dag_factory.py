@@ -24,6 +24,7 @@ from include.replication.core.config import (
     MAX_PARALLEL_RANGES,
     TARGET_CASES,
 )
+from include.replication.core.deletes import DELETE_MODES
 from include.replication.core.incremental import DEFAULT_MERGE_LAG_S, SYNC_MODES
 from include.replication.core.validate import VALIDATE_MODES
 
@@ -115,6 +116,12 @@ DEFAULT_PARAMS: dict[str, Param] = {
         DEFAULT_MERGE_LAG_S, type="number", minimum=0,
         description="Seconds before the high-water mark that a merge run reads again, so a row committed late "
         "with an earlier cursor value is still seen (timestamp cursors).",
+    ),
+    "delete_mode": Param(
+        "ignore", type="string", enum=list(DELETE_MODES),
+        description="Rows deleted in the source, for merge tables with a single integer key: ignore; report "
+        "(count and first keys in the log and the audit row, by comparing both sides' sorted keys in bounded "
+        "memory); apply (also delete them, in the merge's transaction).",
     ),
     "validate": Param(
         "count", type="string", enum=list(VALIDATE_MODES),

@@ -124,6 +124,8 @@ class SyncResult:
         high_water_mark_after: the mark the run left (None for ``full``).
         rows_updated: rows the run updated (``merge``: matched rows whose values differed).
         rows_deleted: rows the run deleted (None on a first load: replaced, not counted).
+        deletes: what delete detection found (``merge`` with ``delete_mode`` report or apply: the
+            count and the first keys deleted in the source), or None when it did not run.
     """
 
     copy: CopyResult
@@ -134,6 +136,7 @@ class SyncResult:
     high_water_mark_after: str | None
     rows_updated: int = 0
     rows_deleted: int | None = 0
+    deletes: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The copy's figures plus the sync's (XCom-serialisable)."""
@@ -144,6 +147,7 @@ class SyncResult:
             "rows_inserted": self.rows_inserted,
             "rows_updated": self.rows_updated,
             "rows_deleted": self.rows_deleted,
+            "deletes": self.deletes,
             "high_water_mark_before": self.high_water_mark_before,
             "high_water_mark_after": self.high_water_mark_after,
         }

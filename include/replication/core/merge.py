@@ -18,8 +18,11 @@ an integer or timestamp column the source moves forward on every change):
 A re-run of the same window therefore changes nothing (rows updated 0); a failure anywhere before
 the commit leaves live rows and mark as they were, and its retry stages the same window again.
 
-Limits: a change that does not move the cursor is not seen; deletes are not seen (a checksum
-validation reports them); the cursor's values must be comparable in the source and the target
+Deleted rows are not in any window: with ``delete_mode`` ``report`` or ``apply`` (:mod:`core.deletes`)
+the run also merge-joins the source's and the target's key streams (bounded memory) and reports
+the keys the source no longer has, or deletes them in the same transaction as the upsert.
+
+Limits: a change that does not move the cursor is not seen; the cursor's values must be comparable in the source and the target
 (the same column, copied).
 """
 
@@ -29,14 +32,17 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
 
 import pyarrow as pa
 
 from include.replication.core.catalog import TableSpec
 from include.replication.core.config import CopySettings
 from include.replication.core.ddl import column_names_sql
+from include.replication.core.deletes import SAMPLE_KEYS, DeleteMode, key_batches, key_spec, missing_keys
 from include.replication.core.errors import ConfigurationError
 from include.replication.core.incremental import SyncResult
+from include.replication.core.keyranges import integer_key
 from include.replication.core.pipeline import CopyResult, copy_table
 from include.replication.core.protocols import Source, Target
 from include.replication.core.rowfilter import CursorValue, RowFilter, format_cursor, parse_cursor
@@ -45,22 +51,29 @@ from include.replication.core.state import SyncState, ensure_state_table, read_s
 from include.replication.core.transfer import TransferStats, transfer
 from include.replication.core.typemap import arrow_schema
 
-__all__ = ["MERGE_SUFFIX", "check_cursor", "stage_spec", "window_start", "merge_table"]
+__all__ = ["MERGE_SUFFIX", "DELETES_SUFFIX", "check_cursor", "stage_spec", "window_start", "merge_table"]
 
 log = logging.getLogger(__name__)
 
 MERGE_SUFFIX = "__merge"
 """Suffix of the staging table a ``merge`` run loads before it upserts (``Posts__merge``)."""
+DELETES_SUFFIX = "__merge_del"
+"""Suffix of the staging table of the keys a ``delete_mode`` apply run deletes (``Posts__merge_del``)."""
 
 
-def check_cursor(spec: TableSpec, cursor: str | None, *, table: str | None = None) -> str:
+def check_cursor(
+    spec: TableSpec, cursor: str | None, *, table: str | None = None, deletes: DeleteMode = "ignore"
+) -> str:
     """The cursor column of a ``merge`` table, checked against the catalog.
 
     Raises:
         ConfigurationError: no cursor configured (names the table and the param), no primary key,
-            or the column is missing or neither an integer nor a timestamp.
+            or the column is missing or neither an integer nor a timestamp; ``deletes`` other than
+            ``ignore`` on a table without a single integer primary key.
     """
     name = table or spec.qualified_name
+    if deletes != "ignore" and spec.primary_key and integer_key(spec) is None:
+        raise ConfigurationError(f"delete_mode {deletes} needs a single integer primary key", table=name)
     if cursor is None:
         raise ConfigurationError(
             f'merge mode needs a cursor column for {name}: set cursor_columns, e.g. {{"{spec.name}": "LastActivityDate"}}',
@@ -127,6 +140,8 @@ def merge_table(
     cursor: str,
     lag_s: float,
     table: str | None = None,
+    deletes: DeleteMode = "ignore",
+    target_reader: Source | None = None,
 ) -> SyncResult:
     """Sync one table in ``merge`` mode (see the module doc).
 
@@ -138,6 +153,9 @@ def merge_table(
         cursor: the cursor column (checked by :func:`check_cursor`).
         lag_s: seconds re-read before the mark (timestamp cursors), >= 0.
         table: the ``tables`` entry the state row is keyed by (default ``spec.name``).
+        deletes: ``delete_mode``: ``ignore``, ``report`` or ``apply`` (:mod:`core.deletes`).
+        target_reader: the target database opened as a Source in ``target``'s schema (reads the
+            target's keys); required unless ``deletes`` is ``ignore``.
 
     Returns:
         The sync's figures: ``rows_inserted`` and ``rows_updated`` of the upsert; ``copy.rows_read``
@@ -149,7 +167,9 @@ def merge_table(
             (live rows and mark rolled back together).
     """
     name = table or spec.name
-    check_cursor(spec, cursor, table=name)
+    check_cursor(spec, cursor, table=name, deletes=deletes)
+    if deletes != "ignore" and target_reader is None:
+        raise ConfigurationError(f"delete_mode {deletes} needs a reader of the target", table=name)
     ensure_state_table(target)
     state = read_state(target, name)
     in_target = _max_cursor(target, spec, cursor)
@@ -172,14 +192,22 @@ def merge_table(
     remove_earlier_attempts(settings.spill_root, settings.label, settings.run_id, spec.name, settings.attempt)
     holder = f"replication {settings.label} run {settings.run_id} try {settings.attempt}"
     stage = stage_spec(spec)
+    gone = key_spec(spec, spec.name + DELETES_SUFFIX) if deletes == "apply" else None
+    found: str | None = None
     with target.lock_table(spec, holder, settings.lock_wait_s):
         try:
             stats = _stage_window(source, target, spec, stage, settings, window)
+            if deletes != "ignore" and target_reader is not None:
+                found = _find_deletes(source, target_reader, target, spec, settings, gone)
             last = _later(before, _max_cursor(target, stage, cursor))
             new_state = SyncState(name, "merge", cursor, format_cursor(last), settings.run_id)
-            inserted, updated = target.merge_from_stage(spec, stage, then=state_upsert_sql(target, new_state))
+            inserted, updated, deleted = target.merge_from_stage(
+                spec, stage, then=state_upsert_sql(target, new_state), deletes=gone
+            )
         finally:
             target.discard(stage)
+            if gone is not None:
+                target.discard(gone)
         if inserted:
             target.finish_table(spec, build_keys=False)  # identity aligned past the new rows
     result = CopyResult(
@@ -195,17 +223,21 @@ def merge_table(
         seconds=time.monotonic() - started,
     )
     log.info(
-        "merged %s: %d rows read (%s), %d inserted, %d updated, high-water mark %s -> %s, %.2f s",
+        "merged %s: %d rows read (%s), %d inserted, %d updated, %d deleted, high-water mark %s -> %s, %.2f s",
         spec.qualified_name,
         stats.rows,
         window.describe(),
         inserted,
         updated,
+        deleted,
         format_cursor(before),
         format_cursor(last),
         result.seconds,
     )
-    return SyncResult(result, "merge", False, inserted, format_cursor(before), format_cursor(last), rows_updated=updated)
+    return SyncResult(
+        result, "merge", False, inserted, format_cursor(before), format_cursor(last), rows_updated=updated,
+        rows_deleted=deleted, deletes=found,
+    )
 
 
 def _stage_window(
@@ -234,3 +266,52 @@ def _stage_window(
         target.rollback_unit()
         raise
     return stats
+
+
+def _find_deletes(
+    source: Source, target_reader: Source, target: Target, spec: TableSpec, settings: CopySettings,
+    gone: TableSpec | None,
+) -> str:
+    """Merge-join the source's and the target's key streams (:func:`deletes.missing_keys`); with
+    ``gone`` (``delete_mode`` apply) stage the missing keys in it, committed. Returns the finding
+    for the log and the audit: ``N keys deleted in the source: k1, k2, ...`` (first
+    :data:`SAMPLE_KEYS`)."""
+    key = integer_key(spec)
+    if key is None:  # check_cursor refused it already
+        raise ConfigurationError("delete detection needs a single integer primary key", table=spec.qualified_name)
+    keys = key_spec(spec)
+    rows, size = settings.batch_rows, settings.batch_bytes
+    there = key_spec(target_reader.describe(spec.name, target.schema))
+    arrays = missing_keys(
+        source.read_batches(keys, batch_rows=rows, batch_bytes=size),
+        target_reader.read_batches(there, batch_rows=rows, batch_bytes=size),
+        key,
+    )
+    count, sample = 0, list[int]()
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        nonlocal count
+        for batch in key_batches(arrays, key, arrow_schema(keys).field(key).type):
+            count += batch.num_rows
+            if len(sample) < SAMPLE_KEYS:
+                sample.extend(batch.column(0).to_pylist()[: SAMPLE_KEYS - len(sample)])
+            yield batch
+
+    if gone is None:
+        for _ in counted():
+            pass
+    else:
+        target.prepare_table(gone)
+        target.begin_unit(gone, keep_keys=True)
+        try:
+            written = target.write_batches(gone, counted())
+            target.commit_unit(gone, written)
+        except BaseException:
+            target.rollback_unit()
+            raise
+    finding = f"{count} keys deleted in the source" + (f": {', '.join(str(k) for k in sample)}" if sample else "")
+    if count > len(sample):
+        finding += ", ..."
+    finding += "" if gone is not None else " (delete_mode report: kept in the target)"
+    log.info("%s: %s", spec.qualified_name, finding)
+    return finding

@@ -172,14 +172,18 @@ class Target(Protocol):
         """
         ...
 
-    def merge_from_stage(self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = ()) -> tuple[int, int]:
+    def merge_from_stage(
+        self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = (), deletes: TableSpec | None = None
+    ) -> tuple[int, int, int]:
         """In one transaction: upsert the rows of the staging table ``stage`` (same columns, this
         target's schema, unique keys) into the live table of ``spec`` by primary key, updating a
-        matched row only when some column differs; then run the statements ``then`` (the state
-        row); commit. On any error everything is rolled back (live rows and state as before).
+        matched row only when some column differs; delete the rows whose keys the staging table
+        ``deletes`` lists (primary-key columns only), if given; then run the statements ``then``
+        (the state row); commit. On any error everything is rolled back (live rows and state as
+        before).
 
         Returns:
-            ``(rows inserted, rows updated)``.
+            ``(rows inserted, rows updated, rows deleted)``.
 
         Raises:
             TargetError: a statement failed (rolled back). DataError: a value the live table refuses.

@@ -19,7 +19,7 @@ from __future__ import annotations
 from include.replication.core.catalog import TableSpec
 from include.replication.dialects.mssql.dialect import MSSQL
 
-__all__ = ["differs_sql", "merge_sql", "merge_batch_sql", "update_sql", "insert_sql"]
+__all__ = ["differs_sql", "merge_sql", "merge_batch_sql", "update_sql", "insert_sql", "delete_sql"]
 
 
 def _columns(spec: TableSpec) -> tuple[list[str], list[str]]:
@@ -130,4 +130,19 @@ def insert_sql(spec: TableSpec, schema: str, table: str, stage: str) -> str:
         f"INSERT INTO {live} ({', '.join(q(c) for c in columns)}) SELECT {', '.join(f'x.{q(c)}' for c in columns)} "
         f"FROM {MSSQL.qualified(schema, stage)} AS x WHERE NOT EXISTS (SELECT 1 FROM {live} AS d WHERE {_on(spec)}); "
         "SELECT @@ROWCOUNT"
+    )
+
+
+def delete_sql(spec: TableSpec, schema: str, table: str, deletes: str) -> str:
+    """The delete of the keys listed in ``schema.deletes`` (the primary-key columns only):
+    ``DELETE d FROM table AS d INNER JOIN deletes AS x ON <keys>; SELECT @@ROWCOUNT`` (rows
+    deleted; the same on SQL Server and Babelfish).
+
+    Raises:
+        ValueError: the table has no primary key.
+    """
+    _columns(spec)
+    return (
+        f"DELETE d FROM {MSSQL.qualified(schema, table)} AS d INNER JOIN {MSSQL.qualified(schema, deletes)} AS x "
+        f"ON {_on(spec)}; SELECT @@ROWCOUNT"
     )

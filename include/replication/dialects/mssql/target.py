@@ -55,6 +55,7 @@ from include.replication.dialects.mssql.bulk import bulk_columns, writable, writ
 from include.replication.dialects.mssql.connect import connect_mssql, connect_pytds, is_transient, write_method
 from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
 from include.replication.dialects.mssql.dialect import MSSQL
+from include.replication.dialects.mssql.merge import delete_sql as merge_delete_sql
 from include.replication.dialects.mssql.merge import insert_sql as merge_insert_sql
 from include.replication.dialects.mssql.merge import merge_batch_sql
 from include.replication.dialects.mssql.merge import update_sql as merge_update_sql
@@ -728,8 +729,11 @@ class MssqlTarget(Closing):
             self.rollback_unit()
             raise TargetError(f"statement in the copy unit failed: {exc}", retryable=is_transient(exc)) from exc
 
-    def merge_from_stage(self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = ()) -> tuple[int, int]:
-        """Upsert ``stage`` into the live table, run ``then``, commit; one transaction
+    def merge_from_stage(
+        self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = (), deletes: TableSpec | None = None
+    ) -> tuple[int, int, int]:
+        """Upsert ``stage`` into the live table, delete the keys of ``deletes``
+        (:func:`mssql.merge.delete_sql`), run ``then``, commit; one transaction
         (``XACT_ABORT ON``: any error rolls all of it back), ``IDENTITY_INSERT`` on while rows are
         inserted. Microsoft SQL Server runs one ``MERGE`` (:func:`mssql.merge.merge_batch_sql`);
         Babelfish, which refuses ``MERGE``, runs ``UPDATE ... FROM ... JOIN`` of the rows that
@@ -737,7 +741,7 @@ class MssqlTarget(Closing):
         :func:`mssql.merge.insert_sql`).
 
         Returns:
-            ``(rows inserted, rows updated)``.
+            ``(rows inserted, rows updated, rows deleted)``.
 
         Raises:
             TargetError: a statement failed (rolled back).
@@ -755,11 +759,14 @@ class MssqlTarget(Closing):
                 self._identity(spec, True)
                 inserted, updated = (int(v) for v in self._run(merge_batch_sql(spec, self.schema, live, staged))[0])
             self._identity(spec, False)
+            deleted = 0
+            if deletes is not None:
+                deleted = int(self._run(merge_delete_sql(spec, self.schema, live, self._tname(deletes)))[0][0])
             for sql in then:
                 self._run(sql)
-        log.info("merged %s into %s (%s): %d inserted, %d updated", staged, live,
-                 "UPDATE + INSERT on Babelfish" if babelfish else "MERGE", inserted, updated)
-        return inserted, updated
+        log.info("merged %s into %s (%s): %d inserted, %d updated, %d deleted", staged, live,
+                 "UPDATE + INSERT on Babelfish" if babelfish else "MERGE", inserted, updated, deleted)
+        return inserted, updated, deleted
 
     def rollback_unit(self) -> None:
         """Roll back the open transaction, if any, and switch IDENTITY_INSERT off; never raises.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from include.replication.core.catalog import TableSpec
 from include.replication.dialects.postgres.dialect import POSTGRES
 
-__all__ = ["upsert_sql"]
+__all__ = ["upsert_sql", "delete_sql"]
 
 
 def upsert_sql(spec: TableSpec, schema: str, table: str, stage: str) -> str:
@@ -51,4 +51,21 @@ def upsert_sql(spec: TableSpec, schema: str, table: str, stage: str) -> str:
         f"SELECT {names} FROM {POSTGRES.qualified(schema, stage)} "
         f"ON CONFLICT ({conflict}) {action} RETURNING (xmax = 0) AS inserted) "
         "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+    )
+
+
+def delete_sql(spec: TableSpec, schema: str, table: str, deletes: str) -> str:
+    """The delete of the keys listed in ``schema.deletes`` (the primary-key columns only) from
+    ``schema.table``: one statement whose single row is the count of rows deleted.
+
+    Raises:
+        ValueError: the table has no primary key.
+    """
+    if not spec.primary_key:
+        raise ValueError(f"{spec.qualified_name} has no primary key to merge on")
+    q = POSTGRES.quote
+    on = " AND ".join(f"d.{q(k)} = x.{q(k)}" for k in spec.primary_key)
+    return (
+        f"WITH gone AS (DELETE FROM {POSTGRES.qualified(schema, table)} AS d USING {POSTGRES.qualified(schema, deletes)} "
+        f"AS x WHERE {on} RETURNING 1) SELECT count(*) FROM gone"
     )

@@ -47,7 +47,7 @@ from include.replication.core.typemap import adapt_batch, target_arrow_schema
 from include.replication.dialects.base import dialect as dialect_named
 from include.replication.dialects.postgres.connect import close_quietly, connect, is_transient, sqlstate
 from include.replication.dialects.postgres.dialect import POSTGRES
-from include.replication.dialects.postgres.merge import upsert_sql
+from include.replication.dialects.postgres.merge import delete_sql, upsert_sql
 
 __all__ = ["PostgresTarget"]
 
@@ -574,13 +574,16 @@ class PostgresTarget(Closing):
             self._conn.rollback()
             raise TargetError(f"statement in the copy unit failed: {exc}", retryable=is_transient(exc)) from exc
 
-    def merge_from_stage(self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = ()) -> tuple[int, int]:
+    def merge_from_stage(
+        self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = (), deletes: TableSpec | None = None
+    ) -> tuple[int, int, int]:
         """Upsert ``stage`` into the live table with one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
-        ... IS DISTINCT FROM`` (:func:`postgres.merge.upsert_sql`), run ``then``, commit; all in one
-        transaction holding the table's unit lock.
+        ... IS DISTINCT FROM`` (:func:`postgres.merge.upsert_sql`), delete the keys of ``deletes``
+        (:func:`postgres.merge.delete_sql`), run ``then``, commit; all in one transaction holding
+        the table's unit lock.
 
         Returns:
-            ``(rows inserted, rows updated)``.
+            ``(rows inserted, rows updated, rows deleted)``.
 
         Raises:
             DataError: a value the live table refuses (SQLSTATE class 22 or 23; rolled back).
@@ -592,6 +595,10 @@ class PostgresTarget(Closing):
             with self._conn.cursor() as cur:  # not _run: a failure may surface only when the row is fetched
                 cur.execute(upsert_sql(spec, self.schema, self._tname(spec), self._tname(stage)))
                 inserted, updated = cur.fetchone()
+                deleted = 0
+                if deletes is not None:
+                    cur.execute(delete_sql(spec, self.schema, self._tname(spec), self._tname(deletes)))
+                    (deleted,) = cur.fetchone()
             for sql in then:
                 self._run(sql)
             self._conn.commit()
@@ -601,7 +608,7 @@ class PostgresTarget(Closing):
             if state is not None and state[:2] in ("22", "23"):
                 raise DataError(f"the merge was refused (SQLSTATE {state}): {exc}", table=spec.qualified_name) from exc
             raise TargetError(f"merge failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
-        return int(inserted), int(updated)
+        return int(inserted), int(updated), int(deleted)
 
     def rollback_unit(self) -> None:
         """Roll back the open transaction; never raises."""
