@@ -1,5 +1,6 @@
 """The ``merge`` mode into the session's TDS server (PostgreSQL source from a real dump, conlang.meta
-Posts): the first run loads in full; a merge run inserts and updates exactly the changed posts;
+Posts, ``delete_mode`` apply): the first run loads in full; a merge run inserts, updates and deletes
+exactly the changed posts;
 the same window again changes nothing; a failure inside the merge transaction leaves rows and
 state as they were, and its retry ends equal (checksum across the two dialects).
 
@@ -55,6 +56,14 @@ def _edit(uri: str, moved: dt.datetime, *, update: int, insert: int, offset: int
     )
 
 
+def _delete_first(uri: str, count: int) -> list[int]:
+    """Delete the ``count`` lowest-Id posts the test never edited in the source; return their Ids."""
+    with pg.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f"""DELETE FROM "Posts" WHERE "Id" IN (SELECT "Id" FROM "Posts" WHERE "Id" < 100000
+                        AND ("Title" IS NULL OR "Title" NOT LIKE '%(edited)') ORDER BY "Id" LIMIT {count}) RETURNING "Id" """)
+        return sorted(int(r[0]) for r in cur.fetchall())
+
+
 def test_merge_into_sql_server_upserts_the_changes_by_the_servers_own_path(
     local_pg, fresh_database, fresh_mssql_database, mssql_server, tmp_path, monkeypatch, caplog
 ):
@@ -65,7 +74,7 @@ def test_merge_into_sql_server_upserts_the_changes_by_the_servers_own_path(
     target = fresh_mssql_database("merge")
     src_uri = local_pg.uri(source.database)
     params = {"spill_root": str(tmp_path), "mode": "merge", "cursor_columns": {"Posts": "LastActivityDate"},
-              "validate": "checksum", "foreign_keys": False}
+              "validate": "checksum", "foreign_keys": False, "delete_mode": "apply"}
     assert tasks.plan_tables(source, target, ["Posts"], params=params) == ["Posts"]
     first = _copy(source, target, params, "run_1")
     ((posts, mark),) = _one(target, "SELECT COUNT(*), MAX([LastActivityDate]) FROM [dbo].[Posts]")
@@ -74,18 +83,20 @@ def test_merge_into_sql_server_upserts_the_changes_by_the_servers_own_path(
 
     moved = mark + dt.timedelta(hours=1)
     _edit(src_uri, moved, update=3, insert=2, offset=100_000)
+    deleted = _delete_first(src_uri, 2)
     caplog.set_level(logging.INFO, logger="include.replication.dialects.mssql.target")
     second = _copy(source, target, params, "run_2")
-    assert (second["rows_inserted"], second["rows_updated"], second["high_water_mark_after"]) == (
-        2, 3, format_cursor(moved))
+    assert (second["rows_inserted"], second["rows_updated"], second["rows_deleted"], second["high_water_mark_after"]) == (
+        2, 3, 2, format_cursor(moved))
+    assert second["deletes"] == f"2 keys deleted in the source: {deleted[0]}, {deleted[1]}"
     path = mssql_server.expect(sqlserver="(MERGE)", babelfish="(UPDATE + INSERT on Babelfish)")
     assert any(path in r.getMessage() and "2 inserted, 3 updated" in r.getMessage() for r in caplog.records)
-    assert _one(target, "SELECT COUNT(*) FROM [dbo].[Posts]") == [(posts + 2,)]
+    assert _one(target, "SELECT COUNT(*) FROM [dbo].[Posts]") == [(posts + 2 - 2,)]
     assert _one(target, "SELECT OBJECT_ID(N'dbo.Posts__merge')") == [(None,)]  # staging dropped
 
     # the same window again: read, nothing changed
     third = _copy(source, target, params, "run_3")
-    assert (third["rows_read"], third["rows_inserted"], third["rows_updated"]) == (5, 0, 0)
+    assert (third["rows_read"], third["rows_inserted"], third["rows_updated"], third["rows_deleted"]) == (5, 0, 0, 0)
 
     # a failure inside the merge transaction, after the upsert: rows and state as they were
     later = moved + dt.timedelta(hours=1)
@@ -95,7 +106,7 @@ def test_merge_into_sql_server_upserts_the_changes_by_the_servers_own_path(
                         lambda t, s: [*real(t, s), "THROW 50000, 'injected failure after the upsert', 1"])
     with pytest.raises(Exception, match="injected failure"):
         _copy(source, target, params, "run_4")
-    assert _one(target, "SELECT COUNT(*), MAX([LastActivityDate]) FROM [dbo].[Posts]") == [(posts + 2, moved)]
+    assert _one(target, "SELECT COUNT(*), MAX([LastActivityDate]) FROM [dbo].[Posts]") == [(posts, moved)]
     assert _one(target, "SELECT [high_water_mark], [run_id] FROM [dbo].[replication_state]") == [
         (format_cursor(moved), "run_3")]
     monkeypatch.setattr(merge_module, "state_upsert_sql", real)
