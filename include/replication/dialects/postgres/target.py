@@ -579,8 +579,8 @@ class PostgresTarget(Closing):
     ) -> tuple[int, int, int]:
         """Upsert ``stage`` into the live table with one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
         ... IS DISTINCT FROM`` (:func:`postgres.merge.upsert_sql`), delete the keys of ``deletes``
-        (:func:`postgres.merge.delete_sql`), run ``then``, commit; all in one transaction holding
-        the table's unit lock.
+        (:func:`postgres.merge.delete_sql`), align the identity past inserted rows, run ``then``,
+        commit; all in one transaction holding the table's unit lock.
 
         Returns:
             ``(rows inserted, rows updated, rows deleted)``.
@@ -599,6 +599,8 @@ class PostgresTarget(Closing):
                 if deletes is not None:
                     cur.execute(delete_sql(spec, self.schema, self._tname(spec), self._tname(deletes)))
                     (deleted,) = cur.fetchone()
+            if inserted:
+                self._align_identity(spec)
             for sql in then:
                 self._run(sql)
             self._conn.commit()
@@ -631,21 +633,27 @@ class PostgresTarget(Closing):
             if build_keys:
                 for sql in build_keys_sql(spec, POSTGRES, self.schema, table_name=self._tname(spec), key_suffix=self.suffix):
                     self._run(sql)
-            if spec.identity is not None:
-                col = POSTGRES.quote(spec.identity.column)
-                agg = "max" if spec.identity.increment > 0 else "min"
-                self._run(
-                    f"SELECT setval(pg_get_serial_sequence($1, $2), "
-                    f"COALESCE((SELECT {agg}({col}) FROM {self._name(spec)}), $3::bigint), "
-                    f"(SELECT count(*) > 0 FROM {self._name(spec)}))",
-                    (self._name(spec), spec.identity.column, int(spec.identity.seed)),
-                )
+            self._align_identity(spec)
             self._conn.commit()
             self._run(f"ANALYZE {self._name(spec)}")
             self._conn.commit()
         except Exception as exc:
             self._conn.rollback()
             raise TargetError(f"finishing the table failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
+
+    def _align_identity(self, spec: TableSpec) -> None:
+        """``setval()`` of the identity's sequence to max(Id) (``min`` for a negative increment; the
+        seed when empty), inside the open transaction; nothing without an identity."""
+        if spec.identity is None:
+            return
+        col = POSTGRES.quote(spec.identity.column)
+        agg = "max" if spec.identity.increment > 0 else "min"
+        self._run(
+            f"SELECT setval(pg_get_serial_sequence($1, $2), "
+            f"COALESCE((SELECT {agg}({col}) FROM {self._name(spec)}), $3::bigint), "
+            f"(SELECT count(*) > 0 FROM {self._name(spec)}))",
+            (self._name(spec), spec.identity.column, int(spec.identity.seed)),
+        )
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``count(*)`` of the target table (rows).
