@@ -195,10 +195,14 @@ class _ObservedSource:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def read_batches(self, spec: Any, *, batch_rows: int, batch_bytes: int) -> Iterator[Any]:
+    def read_batches(
+        self, spec: Any, *, batch_rows: int, batch_bytes: int, key_range: Any = None, row_filter: Any = None
+    ) -> Iterator[Any]:
         from include.replication.core.batching import batch_nbytes
 
-        it = self._inner.read_batches(spec, batch_rows=batch_rows, batch_bytes=batch_bytes)
+        it = self._inner.read_batches(
+            spec, batch_rows=batch_rows, batch_bytes=batch_bytes, key_range=key_range, row_filter=row_filter
+        )
         try:
             for batch in it:
                 self.max_batch_bytes = max(self.max_batch_bytes, batch_nbytes(batch))

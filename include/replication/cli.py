@@ -29,6 +29,7 @@ from typing import Any
 from include.replication import engine
 from include.replication.airflow.connections import endpoint_from_text
 from include.replication.core.config import LOAD_MODES, MAX_PARALLEL_RANGES, TARGET_CASES
+from include.replication.core.deletes import DELETE_MODES
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ReplicationError, ValidationError
 from include.replication.core.incremental import SYNC_MODES
@@ -119,11 +120,19 @@ def _add_load(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sync(p: argparse.ArgumentParser) -> None:
-    """``--mode`` and ``--table-mode`` (the DAG params ``mode`` and ``table_modes``)."""
+    """``--mode``, ``--table-mode``, ``--cursor-column`` and ``--merge-lag-seconds`` (the DAG params
+    ``mode``, ``table_modes``, ``cursor_columns`` and ``merge_lag_seconds``)."""
     p.add_argument("--mode", choices=SYNC_MODES,
-                   help="full (default): copy every row; append: only rows above the target's high-water mark")
+                   help="full (default): copy every row; append: only rows above the target's high-water mark; "
+                   "merge: upsert the rows whose cursor column is at or past the mark minus the lag")
     p.add_argument("--table-mode", action="append", metavar="TABLE=MODE",
                    help="sync mode of one table, overriding --mode (e.g. Votes=append); repeatable")
+    p.add_argument("--cursor-column", action="append", metavar="TABLE=COLUMN",
+                   help="cursor column of a merge table (e.g. Posts=LastActivityDate); repeatable")
+    p.add_argument("--merge-lag-seconds", type=float, metavar="S",
+                   help="seconds before the high-water mark a merge run reads again (default 300)")
+    p.add_argument("--delete-mode", choices=DELETE_MODES,
+                   help="rows deleted in the source (merge tables): ignore (default), report, or apply")
 
 
 def _add_validate(p: argparse.ArgumentParser) -> None:
@@ -233,14 +242,16 @@ _PARAM_NAMES = (
     "spill_root",
     "sqlserver_write_method",
     "mode",
+    "merge_lag_seconds",
+    "delete_mode",
     "validate",
 )
 
 
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The options given, under the DAG params' names (absent ones fall back to the same defaults,
-    :mod:`core.config`): ``tables`` and ``exclude`` as lists, ``schema_map`` and ``table_modes``
-    as dicts.
+    :mod:`core.config`): ``tables`` and ``exclude`` as lists, ``schema_map``, ``table_modes`` and
+    ``cursor_columns`` as dicts.
 
     Raises:
         ReplicationError: a ``--schema-map`` or ``--table-mode`` value without ``=``.
@@ -250,7 +261,9 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
         values = getattr(args, name, None)
         if values:
             params[name] = [v.strip() for arg in values for v in arg.split(",") if v.strip()]
-    for attr, param, form in (("schema_map", "schema_map", "SRC=DST"), ("table_mode", "table_modes", "TABLE=MODE")):
+    pairs = (("schema_map", "schema_map", "SRC=DST"), ("table_mode", "table_modes", "TABLE=MODE"),
+             ("cursor_column", "cursor_columns", "TABLE=COLUMN"))
+    for attr, param, form in pairs:
         if getattr(args, attr, None):
             params[param] = _pairs(getattr(args, attr), f"--{attr.replace('_', '-')}", form)
     return params

@@ -34,10 +34,12 @@ from include.replication.core.checksum import ChecksumMismatch, DigestingSource,
 from include.replication.core.claims import check_claim, claim_table, release_claim
 from include.replication.core.config import CopySettings, RowsCallback
 from include.replication.core.ddl import STAGE_SUFFIX, build_keys_sql, create_table_sql, foreign_key_sql
+from include.replication.core.deletes import delete_mode
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError, ValidationError
-from include.replication.core.incremental import append_table, table_mode
+from include.replication.core.incremental import SyncResult, append_table, cursor_column, merge_lag_seconds, table_mode
 from include.replication.core.keyranges import integer_key
+from include.replication.core.merge import check_cursor, merge_table
 from include.replication.core.naming import NamingOptions, TableRef, resolve_tables
 from include.replication.core.partition import (
     RANGE_LOAD_MODES,
@@ -186,16 +188,20 @@ def _check_sync_options(entry: str, spec: TableSpec, tspec: TableSpec, params: M
 
     Raises:
         ConfigurationError: an unknown ``mode`` / ``table_modes`` / ``validate`` value; ``append``
-            on a table without a single integer primary key; ``append`` or ``validate=checksum``
-            together with naming options that rename the table or its columns (the high-water
+            on a table without a single integer primary key; ``merge`` without a valid cursor
+            column (``cursor_columns``) or primary key, or a bad ``merge_lag_seconds``; ``append``,
+            ``merge`` or ``validate=checksum`` together with naming options that rename the table or its columns (the high-water
             mark and the checksum read the target under the source's names; not supported yet).
     """
     mode = table_mode(params, entry)
     check = validate_mode(params)
     if mode == "append" and integer_key(spec) is None:
         raise ConfigurationError("append mode needs a single integer primary key", table=entry)
-    if _renamed(spec, tspec) and (mode == "append" or check == "checksum"):
-        what = "mode append" if mode == "append" else "validate=checksum"
+    if mode == "merge":
+        check_cursor(spec, cursor_column(params, entry), table=entry, deletes=delete_mode(params))
+        merge_lag_seconds(params)
+    if _renamed(spec, tspec) and (mode != "full" or check == "checksum"):
+        what = f"mode {mode}" if mode != "full" else "validate=checksum"
         raise ConfigurationError(
             f"{what} is not supported together with target_case/target_table_template that rename the table "
             f"or its columns ({spec.name} -> {tspec.name}); keep target_case=preserve and no template for this run",
@@ -434,8 +440,10 @@ def copy_one_table(
 ) -> dict[str, object]:
     """Copy one table (a resolved ``tables`` entry) under its target name and write its audit row
     (keyed by the entry), success or failure. The table's sync mode (``mode`` / ``table_modes``:
-    ``full`` or ``append``, :mod:`core.incremental`) decides how: ``full`` copies every row in the
-    load mode; ``append`` copies only the rows above the target's high-water mark.
+    ``full``, ``append`` or ``merge``, :mod:`core.incremental`, :mod:`core.merge`) decides how:
+    ``full`` copies every row in the load mode; ``append`` copies only the rows above the target's
+    high-water mark; ``merge`` upserts the rows whose cursor column is at or past the mark minus
+    ``merge_lag_seconds``.
 
     Args:
         table: the entry, as :func:`plan_tables` returned it.
@@ -448,8 +456,8 @@ def copy_one_table(
         on_rows: called with each batch's rows as the writer takes it (a progress bar).
 
     Returns:
-        ``CopyResult.as_dict()`` (``append``: ``SyncResult.as_dict()``, with the mode, rows
-        inserted and the high-water marks) plus ``sync_mode`` and ``load_mode`` (as the run used
+        ``CopyResult.as_dict()`` (``append``, ``merge``: ``SyncResult.as_dict()``, with the mode,
+        rows inserted, updated and deleted, and the high-water marks) plus ``sync_mode`` and ``load_mode`` (as the run used
         them) and where the rows came from and went: ``source_schema``, ``source_table``,
         ``target_schema``, ``target_table`` (the names as they are in each database, after the
         naming options).
@@ -474,6 +482,8 @@ def copy_one_table(
             with _closing_clone(tgt, _where(tgt, naming, table)) as where:
                 if mode == "append":
                     synced = append_table(src, where, spec, settings, table=table)
+                elif mode == "merge":
+                    synced = _merge(src, where, target_ep, spec, settings, table, params)
                 else:
                     copied = copy_table(tap or src, where, spec, settings, tspec)
                 target_schema = where.schema
@@ -481,10 +491,10 @@ def copy_one_table(
             _audit_failure(tgt, target_ep, AuditRecord(run_id, table, "failed", attempt,
                                                        error=f"{type(exc).__name__}: {exc}", mode=mode))
             raise
-        if mode == "append":
+        if mode != "full":
             write_audit(tgt, AuditRecord(
                 run_id, table, "success", attempt, result=synced.copy, mode=mode, rows_inserted=synced.rows_inserted,
-                rows_updated=0, rows_deleted=None if synced.first_load else 0,
+                rows_updated=synced.rows_updated, rows_deleted=synced.rows_deleted, deletes=synced.deletes,
                 high_water_mark_before=synced.high_water_mark_before, high_water_mark_after=synced.high_water_mark_after,
             ))
             result = synced.as_dict()
@@ -681,6 +691,20 @@ def finish_ranges(
         return {**result.as_dict(), "units": [str(r["unit"]) for r in ranges], "sync_mode": "full",
                 "load_mode": settings.load_mode, "source_schema": spec.schema, "source_table": spec.name,
                 "target_schema": target_schema, "target_table": tspec.name}
+
+
+def _merge(src: Source, where: Target, target_ep: Endpoint, spec: TableSpec, settings: CopySettings, table: str,
+           params: Mapping[str, Any]) -> SyncResult:
+    """:func:`core.merge.merge_table` with the run's merge params; with a ``delete_mode`` other
+    than ``ignore``, the target opened as a Source in ``where``'s schema reads its keys."""
+    deletes = delete_mode(params)
+    cursor = check_cursor(spec, cursor_column(params, table), table=table, deletes=deletes)
+    with contextlib.ExitStack() as stack:
+        reader = None
+        if deletes != "ignore":
+            reader = stack.enter_context(open_source(dataclasses.replace(target_ep, schema=where.schema)))
+        return merge_table(src, where, spec, settings, table=table, cursor=cursor, lag_s=merge_lag_seconds(params),
+                           deletes=deletes, target_reader=reader)
 
 
 def _audit_failure(target: Target, endpoint: Endpoint, record: AuditRecord) -> None:

@@ -78,6 +78,7 @@ from include.replication.core.errors import ConfigurationError, DataError
 from include.replication.core.keyranges import KeyRange
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Closing
+from include.replication.core.rowfilter import RowFilter, filter_batches
 from include.replication.core.typemap import arrow_schema
 from include.replication.dialects.mssql.dialect import MSSQL
 from include.replication.dialects.registry import open_target
@@ -463,7 +464,13 @@ class DumpSource(Closing):
         return None
 
     def read_batches(
-        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+        self,
+        spec: TableSpec,
+        *,
+        batch_rows: int,
+        batch_bytes: int,
+        key_range: KeyRange | None = None,
+        row_filter: RowFilter | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream one table as RecordBatches with ``arrow_schema(spec)`` in file order (the dumps
         are written in Id order), at most ``batch_rows`` rows and about ``batch_bytes`` bytes each.
@@ -471,6 +478,8 @@ class DumpSource(Closing):
         Raises:
             ConfigurationError: a key range was asked for.
             DataError: a value that cannot be held exactly (the module's mismatch rule).
+
+        A ``row_filter`` is applied to the batches as they are read (:func:`rowfilter.filter_batches`).
         """
         if key_range is not None:
             raise ConfigurationError("a dump folder cannot be read by key range", table=spec.qualified_name)
@@ -478,7 +487,9 @@ class DumpSource(Closing):
         stats = TableImport(spec.name, path.name if path else "LOOKUP_ROWS")
         self.imports[spec.name] = stats
         batches = lookup_batches(spec) if path is None else read_dump_batches(path, spec, batch_rows=batch_rows, stats=stats)
-        yield from rebatch(batches, max_rows=batch_rows, max_bytes=batch_bytes, table=spec.qualified_name)
+        yield from rebatch(
+            filter_batches(batches, row_filter), max_rows=batch_rows, max_bytes=batch_bytes, table=spec.qualified_name
+        )
         if path is None:
             stats.rows, stats.batches = len(LOOKUP_ROWS[spec.name]), 1
 

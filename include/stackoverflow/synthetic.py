@@ -53,6 +53,7 @@ from include.replication.core.errors import ConfigurationError, DataError
 from include.replication.core.keyranges import KeyRange
 from include.replication.core.pipeline import copy_table
 from include.replication.core.protocols import Closing
+from include.replication.core.rowfilter import RowFilter, filter_batches
 from include.replication.core.typemap import arrow_schema
 from include.replication.dialects.mssql.dialect import MSSQL
 from include.replication.dialects.registry import open_target
@@ -603,13 +604,21 @@ class SyntheticSource(Closing):
         return None
 
     def read_batches(
-        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+        self,
+        spec: TableSpec,
+        *,
+        batch_rows: int,
+        batch_bytes: int,
+        key_range: KeyRange | None = None,
+        row_filter: RowFilter | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Generate the table in Id order: RecordBatches with ``arrow_schema(spec)``, at most
         ``batch_rows`` rows and about ``batch_bytes`` bytes each.
 
         Raises:
             ConfigurationError: a key range was asked for.
+
+        A ``row_filter`` is applied to the generated batches (:func:`rowfilter.filter_batches`).
         """
         if key_range is not None:
             raise ConfigurationError("the synthetic source cannot be read by key range", table=spec.qualified_name)
@@ -617,7 +626,8 @@ class SyntheticSource(Closing):
         # ``batch_rows`` rows combined first would hold 50,000 Posts rows (~70 MB) twice, and the
         # buffered slices of it would pin every such parent batch (the fill peaked at 1.1 GiB)
         yield from rebatch(
-            _chunks(spec.name, self.scale, self.seed), max_rows=batch_rows, max_bytes=batch_bytes,
+            filter_batches(_chunks(spec.name, self.scale, self.seed), row_filter),
+            max_rows=batch_rows, max_bytes=batch_bytes,
             table=spec.qualified_name,
         )
 

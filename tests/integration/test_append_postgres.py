@@ -165,5 +165,9 @@ def test_append_refuses_a_table_without_an_integer_key(local_pg, fresh_database,
     assert isinstance(info.value.__cause__, ReplicationError)
     assert info.value.__cause__.table == "Tags"
     assert "append mode needs a single integer primary key" in str(info.value)
-    with pytest.raises(Exception, match="mode must be one of"):
+    # merge is a mode now, but it needs a cursor column configured for the table
+    with pytest.raises(Exception, match="merge mode needs a cursor column for Tags") as info:
         tasks.plan_tables(local_pg.endpoint(src), local_pg.endpoint(tgt), ["Tags"], params={"mode": "merge"})
+    assert info.value.__cause__.table == "Tags"
+    with pytest.raises(Exception, match="mode must be one of"):
+        tasks.plan_tables(local_pg.endpoint(src), local_pg.endpoint(tgt), ["Tags"], params={"mode": "upsert"})

@@ -24,6 +24,7 @@ NEW_COLUMNS = [
     "high_water_mark_after",
     "validation",
     "source_checksum",
+    "deletes",
     "rss_growth_bytes",
 ]
 OLD_SPEC = dataclasses.replace(AUDIT_SPEC, columns=tuple(c for c in AUDIT_SPEC.columns if c.name not in NEW_COLUMNS))
@@ -64,7 +65,7 @@ def test_old_audit_table_gains_the_new_columns_and_keeps_its_rows(pair):
             "WHERE table_name = 'replication_audit' ORDER BY ordinal_position"
         )
         assert [c[0] for c in columns] == [c.name for c in AUDIT_SPEC.columns]
-        assert columns[-9:] == [
+        assert columns[-10:] == [
             ("mode", "character varying", 20),
             ("rows_inserted", "bigint", None),
             ("rows_updated", "bigint", None),
@@ -73,6 +74,7 @@ def test_old_audit_table_gains_the_new_columns_and_keeps_its_rows(pair):
             ("high_water_mark_after", "character varying", 100),
             ("validation", "character varying", 4000),
             ("source_checksum", "character varying", 60),
+            ("deletes", "character varying", 4000),
             ("rss_growth_bytes", "bigint", None),
         ]
         old = target.execute("SELECT run_id, rows_written, mode, rows_inserted, validation FROM replication_audit")

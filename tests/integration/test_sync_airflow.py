@@ -89,3 +89,50 @@ def test_append_and_checksum_through_the_dag(local_pg, fresh_database, tmp_path)
         "SELECT validation FROM replication_audit WHERE table_name = 'Votes' ORDER BY finished_at DESC LIMIT 1",
     )[0]
     assert validation.endswith("key 2024, column Note: source 'v2024' != target 'edited'")
+
+
+def test_merge_with_deletes_through_the_dag(local_pg, fresh_database, tmp_path):
+    """The DAG params ``cursor_columns``, ``merge_lag_seconds`` and ``delete_mode`` reach the copy
+    task: the second run updates, inserts and deletes exactly the changed users."""
+    src, tgt = fresh_database("dag_merge_src"), fresh_database("dag_merge_tgt")
+    _sql(
+        local_pg,
+        src,
+        'CREATE TABLE "Users" ("Id" integer PRIMARY KEY, "Name" text, "UpdatedAt" timestamp(3) NOT NULL)',
+        """INSERT INTO "Users" SELECT g, 'u' || g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 minute'
+           FROM generate_series(1, 200) g""",
+    )
+    env = airflow_env(
+        tmp_path / "airflow",
+        {
+            "stackoverflow_source": local_pg.airflow_conn_uri(src),
+            "stackoverflow_postgres_target": local_pg.airflow_conn_uri(tgt),
+        },
+    )
+    migrate(env)
+    conf = {"spill_root": str(tmp_path / "spill"), "mode": "merge", "cursor_columns": {"Users": "UpdatedAt"},
+            "merge_lag_seconds": 0, "delete_mode": "apply", "validate": "checksum"}
+    first = dags_test(DAG_ID, env, conf=conf, log_file=tmp_path / "run1.log")
+    assert first.returncode == 0, (tmp_path / "run1.log").read_text()[-4000:]
+    _sql(
+        local_pg,
+        src,
+        """UPDATE "Users" SET "Name" = 'edited', "UpdatedAt" = TIMESTAMP '2024-02-01' WHERE "Id" IN (3, 50, 120)""",
+        """INSERT INTO "Users" VALUES (201, 'new', TIMESTAMP '2024-02-01')""",
+        """DELETE FROM "Users" WHERE "Id" IN (7, 8)""",
+    )
+    second = dags_test(DAG_ID, env, conf=conf, log_file=tmp_path / "run2.log")
+    assert second.returncode == 0, (tmp_path / "run2.log").read_text()[-4000:]
+    audit = _sql(
+        local_pg,
+        tgt,
+        "SELECT mode, rows_inserted, rows_updated, rows_deleted, high_water_mark_after, deletes, validation "
+        "FROM replication_audit ORDER BY run_id",
+    )
+    assert [a[:6] for a in audit] == [
+        ("merge", 200, 0, None, "2024-01-01T03:20:00.000", None),
+        ("merge", 1, 3, 2, "2024-02-01T00:00:00.000", "2 keys deleted in the source: 7, 8"),
+    ]
+    assert audit[1][6].startswith("count ok 199; checksum ok 199:"), audit[1][6]
+    assert _sql(local_pg, tgt, "SELECT table_name, mode, cursor_column, high_water_mark FROM replication_state") == [
+        ("Users", "merge", "UpdatedAt", "2024-02-01T00:00:00.000")]

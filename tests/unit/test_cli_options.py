@@ -111,8 +111,13 @@ def test_sync_and_validation_options_are_the_dag_params():
     assert set(params) <= set(DEFAULT_PARAMS)
     assert params_from_args(build_parser().parse_args(["validate", *ENDPOINTS, "--validate", "checksum"])) == {
         "validate": "checksum"}
+    merge = build_parser().parse_args(["copy", *ENDPOINTS, "--mode", "merge", "--cursor-column",
+                                       "Posts=LastActivityDate", "--merge-lag-seconds", "60"])
+    assert params_from_args(merge) == {"mode": "merge", "cursor_columns": {"Posts": "LastActivityDate"},
+                                       "merge_lag_seconds": 60.0}
+    assert set(params_from_args(merge)) <= set(DEFAULT_PARAMS)
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["copy", *ENDPOINTS, "--mode", "merge"])
+        build_parser().parse_args(["copy", *ENDPOINTS, "--mode", "upsert"])
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [

@@ -118,7 +118,7 @@ def publish_copy(context: Mapping[str, Any], dag_id: str, result: Mapping[str, A
     """After a successful copy: add the target table's asset event to the DAG's alias and give the
     task its OpenLineage input/output datasets.
 
-    The event's ``extra`` holds ``rows`` (int), ``run_id``, ``mode`` (the load mode), ``sync_mode`` (``full`` or ``append``) and
+    The event's ``extra`` holds ``rows`` (int), ``run_id``, ``mode`` (the load mode), ``sync_mode`` (``full``, ``append`` or ``merge``) and
     ``source`` (the source asset URI). Lineage: the OpenLineage listener (Astro ships the provider)
     asks a finished task for ``get_openlineage_facets_on_complete``; this sets it on the running
     task instance's operator (the object the listener is handed, not the DAG's definition), so the

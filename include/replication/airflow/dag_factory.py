@@ -30,7 +30,8 @@ from include.replication.core.config import (
     MAX_PARALLEL_RANGES,
     TARGET_CASES,
 )
-from include.replication.core.incremental import SYNC_MODES
+from include.replication.core.deletes import DELETE_MODES
+from include.replication.core.incremental import DEFAULT_MERGE_LAG_S, SYNC_MODES
 from include.replication.core.partition import DEFAULT_PARTITION_AS, DEFAULT_PARTITION_MIN_ROWS, PARTITION_AS
 from include.replication.core.validate import VALIDATE_MODES
 
@@ -120,11 +121,28 @@ DEFAULT_PARAMS: dict[str, Param] = {
     "mode": Param(
         "full", type="string", enum=list(SYNC_MODES),
         description="full: copy every row; append: copy only the rows whose integer primary key is above the "
-        "high-water mark kept in the target's replication_state table (the first run is a full load that sets it).",
+        "high-water mark kept in the target's replication_state table (the first run is a full load that sets it); "
+        "merge: upsert the rows whose cursor column (cursor_columns) is at or past the mark minus merge_lag_seconds.",
     ),
     "table_modes": Param(
         {}, type="object",
-        description='Sync mode per table, overriding mode, e.g. {"Votes": "append", "Badges": "append"}.',
+        description='Sync mode per table, overriding mode, e.g. {"Votes": "append", "Posts": "merge"}.',
+    ),
+    "cursor_columns": Param(
+        {}, type="object",
+        description='Cursor column per table of mode merge, e.g. {"Posts": "LastActivityDate"} (an integer or '
+        "timestamp column the source moves forward on every change).",
+    ),
+    "merge_lag_seconds": Param(
+        DEFAULT_MERGE_LAG_S, type="number", minimum=0,
+        description="Seconds before the high-water mark that a merge run reads again, so a row committed late "
+        "with an earlier cursor value is still seen (timestamp cursors).",
+    ),
+    "delete_mode": Param(
+        "ignore", type="string", enum=list(DELETE_MODES),
+        description="Rows deleted in the source, for merge tables with a single integer key: ignore; report "
+        "(count and first keys in the log and the audit row, by comparing both sides' sorted keys in bounded "
+        "memory); apply (also delete them, in the merge's transaction).",
     ),
     "validate": Param(
         "count", type="string", enum=list(VALIDATE_MODES),

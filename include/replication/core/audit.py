@@ -9,7 +9,7 @@ Besides the copy's figures, a row says how the table was loaded (``mode``: ``ful
 ``append``), how many rows that inserted, updated and deleted, the table's high-water mark before
 and after (``append``: the largest primary key), and what the validate task found
 (``validation``: the count and, with ``validate=checksum``, the checksum result naming the first
-differing row). An audit table of an earlier version gains the missing columns (NULL in its old
+differing row), and what a ``merge`` run's delete detection found (``deletes``). An audit table of an earlier version gains the missing columns (NULL in its old
 rows) the first time :func:`ensure_audit_table` meets it.
 """
 
@@ -70,6 +70,7 @@ AUDIT_SPEC = TableSpec(
         _C("high_water_mark_after", "character varying", length=100),
         _C("validation", "character varying", length=4000),
         _C("source_checksum", "character varying", length=60),
+        _C("deletes", "character varying", length=4000),
         _C("rss_growth_bytes", "bigint"),
     ),
     primary_key=("run_id", "table_name"),
@@ -98,6 +99,8 @@ class AuditRecord:
         validation: what the validate task found (written later by :func:`record_validation`).
         source_checksum: the digest (``rows:sum:xor``) of the source rows the copy read, when the
             run validates by checksum (the validate task then reads only the target), or None.
+        deletes: a ``merge`` run's delete detection (``delete_mode`` report / apply): how many keys
+            the source no longer has and the first of them, or None.
     """
 
     run_id: str
@@ -114,6 +117,7 @@ class AuditRecord:
     high_water_mark_after: str | None = None
     validation: str | None = None
     source_checksum: str | None = None
+    deletes: str | None = None
 
     def to_batch(self) -> pa.RecordBatch:
         """The row as a one-row RecordBatch with the audit table's schema."""
@@ -143,6 +147,7 @@ class AuditRecord:
             "high_water_mark_after": self.high_water_mark_after,
             "validation": self.validation[:4000] if self.validation else None,
             "source_checksum": self.source_checksum,
+            "deletes": self.deletes[:4000] if self.deletes else None,
         }
         return pa.RecordBatch.from_pylist([row], schema=arrow_schema(AUDIT_SPEC))
 

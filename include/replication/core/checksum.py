@@ -40,6 +40,7 @@ from include.replication.core.errors import ValidationError
 from include.replication.core.keyranges import KeyRange, integer_key
 from include.replication.core.naming import TableRef, target_schema
 from include.replication.core.protocols import Source
+from include.replication.core.rowfilter import RowFilter
 from include.replication.core.rowhash import Digest, column_hashes, digest_batch, row_hashes
 from include.replication.core.typemap import adapt_batch, rule_for, target_arrow_schema
 
@@ -486,7 +487,13 @@ class DigestingSource:
         return self.source.key_bounds(spec)
 
     def read_batches(
-        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+        self,
+        spec: TableSpec,
+        *,
+        batch_rows: int,
+        batch_bytes: int,
+        key_range: KeyRange | None = None,
+        row_filter: RowFilter | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """``source.read_batches``, each batch digested before it is yielded (unchanged).
 
@@ -495,7 +502,7 @@ class DigestingSource:
             cannot carry (the copy would refuse it too).
         """
         for batch in self.source.read_batches(
-            spec, batch_rows=batch_rows, batch_bytes=batch_bytes, key_range=key_range
+            spec, batch_rows=batch_rows, batch_bytes=batch_bytes, key_range=key_range, row_filter=row_filter
         ):
             part = digest_batch(adapt_batch(spec, batch, self.target_dialect))
             with self._lock:

@@ -1,5 +1,6 @@
-"""Sync modes per table: ``full`` (every row replaced, :func:`pipeline.copy_table`) or ``append``
-(only the rows whose integer primary key is above the target's high-water mark).
+"""Sync modes per table: ``full`` (every row replaced, :func:`pipeline.copy_table`), ``append``
+(only the rows whose integer primary key is above the target's high-water mark) or ``merge``
+(the rows whose cursor column is at or past the mark minus a lag, upserted: :mod:`core.merge`).
 
 ``append`` suits insert-only tables (Votes, Badges, Comments, PostLinks). Its state is the
 ``replication_state`` row of the table in the target (:mod:`core.state`):
@@ -12,8 +13,7 @@
   count and commit. A failure anywhere rolls back rows and mark together, so a retry starts from
   the same mark and ends with exactly one copy of every row.
 
-Limits: updates and deletes of rows at or below the mark are not seen (``merge`` mode is not built
-yet); a row whose key is below the mark but committed after a run read past it (out-of-order
+Limits: updates and deletes of rows at or below the mark are not seen (use ``merge``); a row whose key is below the mark but committed after a run read past it (out-of-order
 identity commits) is missed. A checksum validation (``validate=checksum``) reports both.
 """
 
@@ -38,13 +38,26 @@ from include.replication.core.state import SyncState, ensure_state_table, read_s
 from include.replication.core.transfer import TransferStats, transfer
 from include.replication.core.typemap import arrow_schema
 
-__all__ = ["SyncMode", "SYNC_MODES", "table_mode", "SyncResult", "append_table"]
+__all__ = [
+    "SyncMode",
+    "SYNC_MODES",
+    "DEFAULT_MERGE_LAG_S",
+    "table_mode",
+    "cursor_column",
+    "merge_lag_seconds",
+    "SyncResult",
+    "append_table",
+]
 
 log = logging.getLogger(__name__)
 
-SyncMode = Literal["full", "append"]
-"""How a table's rows reach the target: all of them (``full``), or the new ones (``append``)."""
+SyncMode = Literal["full", "append", "merge"]
+"""How a table's rows reach the target: all of them (``full``), the new ones (``append``), or the
+new and changed ones by a cursor column, upserted (``merge``)."""
 SYNC_MODES: tuple[str, ...] = get_args(SyncMode)
+DEFAULT_MERGE_LAG_S = 300.0
+"""Default ``merge_lag_seconds``: a merge run re-reads the 5 minutes before the high-water mark, so a
+row committed late with an earlier cursor value (a long transaction) is still seen."""
 
 
 def table_mode(params: Mapping[str, Any] | None, entry: str) -> SyncMode:
@@ -52,7 +65,8 @@ def table_mode(params: Mapping[str, Any] | None, entry: str) -> SyncMode:
     else the param ``mode``, else ``full``.
 
     Raises:
-        ConfigurationError: a mode other than ``full`` or ``append``, or ``table_modes`` not a mapping.
+        ConfigurationError: a mode other than ``full``, ``append`` or ``merge``, or ``table_modes``
+            not a mapping.
     """
     params = params or {}
     overrides = params.get("table_modes") or {}
@@ -63,6 +77,39 @@ def table_mode(params: Mapping[str, Any] | None, entry: str) -> SyncMode:
     if value not in SYNC_MODES:
         raise ConfigurationError(f"mode must be one of {list(SYNC_MODES)}, got {value!r}", table=entry)
     return value
+
+
+def cursor_column(params: Mapping[str, Any] | None, entry: str) -> str | None:
+    """The ``merge`` cursor column of one ``tables`` entry: ``cursor_columns[entry]`` (also by the
+    bare table name), or None when none is configured.
+
+    Raises:
+        ConfigurationError: ``cursor_columns`` not a mapping of names to column names.
+    """
+    columns = (params or {}).get("cursor_columns") or {}
+    if not isinstance(columns, Mapping):
+        raise ConfigurationError(f"cursor_columns must map table names to columns, got {type(columns).__name__}")
+    bare = entry.partition(".")[2] or entry
+    value = columns.get(entry, columns.get(bare))
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigurationError(f"cursor_columns: the cursor column must be a column name, got {value!r}", table=entry)
+    return value
+
+
+def merge_lag_seconds(params: Mapping[str, Any] | None) -> float:
+    """The param ``merge_lag_seconds`` (seconds, >= 0; default :data:`DEFAULT_MERGE_LAG_S`).
+
+    Raises:
+        ConfigurationError: not a number, or negative.
+    """
+    raw = (params or {}).get("merge_lag_seconds")
+    try:
+        lag = DEFAULT_MERGE_LAG_S if raw is None or raw == "" else float(raw)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"merge_lag_seconds must be a number of seconds, got {raw!r}") from None
+    if lag < 0:
+        raise ConfigurationError(f"merge_lag_seconds must be >= 0, got {lag}")
+    return lag
 
 
 @dataclass(frozen=True)
@@ -76,6 +123,10 @@ class SyncResult:
         rows_inserted: rows the run inserted.
         high_water_mark_before: the mark before the run (None on a first load).
         high_water_mark_after: the mark the run left (None for ``full``).
+        rows_updated: rows the run updated (``merge``: matched rows whose values differed).
+        rows_deleted: rows the run deleted (None on a first load: replaced, not counted).
+        deletes: what delete detection found (``merge`` with ``delete_mode`` report or apply: the
+            count and the first keys deleted in the source), or None when it did not run.
     """
 
     copy: CopyResult
@@ -84,6 +135,9 @@ class SyncResult:
     rows_inserted: int
     high_water_mark_before: str | None
     high_water_mark_after: str | None
+    rows_updated: int = 0
+    rows_deleted: int | None = 0
+    deletes: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The copy's figures plus the sync's (XCom-serialisable)."""
@@ -92,6 +146,9 @@ class SyncResult:
             "mode": self.mode,
             "first_load": self.first_load,
             "rows_inserted": self.rows_inserted,
+            "rows_updated": self.rows_updated,
+            "rows_deleted": self.rows_deleted,
+            "deletes": self.deletes,
             "high_water_mark_before": self.high_water_mark_before,
             "high_water_mark_after": self.high_water_mark_after,
         }
@@ -144,7 +201,7 @@ def append_table(
         after = None if mark is None else str(mark)
         for sql in state_upsert_sql(target, SyncState(name, "append", key, after, settings.run_id)):
             target.execute(sql)  # a failure here leaves no state: the next run loads in full again
-        return SyncResult(copied, "append", True, copied.rows_written, None, after)
+        return SyncResult(copied, "append", True, copied.rows_written, None, after, rows_deleted=None)
 
     before = int(state.high_water_mark)
     started = time.monotonic()

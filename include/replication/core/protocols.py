@@ -30,6 +30,7 @@ import pyarrow as pa
 from include.replication.core.catalog import ForeignKeySpec, TableSpec
 from include.replication.core.dialect import Dialect
 from include.replication.core.keyranges import KeyRange
+from include.replication.core.rowfilter import RowFilter
 
 __all__ = ["Source", "Target", "Closing"]
 
@@ -82,9 +83,16 @@ class Source(Protocol):
         ...
 
     def read_batches(
-        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+        self,
+        spec: TableSpec,
+        *,
+        batch_rows: int,
+        batch_bytes: int,
+        key_range: KeyRange | None = None,
+        row_filter: RowFilter | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the table (or one half-open primary-key range of it) ordered by primary key.
+        """Stream the table (or one half-open primary-key range of it, and / or only the rows at or
+        past a cursor bound: ``row_filter``, the ``merge`` mode's window) ordered by primary key.
 
         Yields:
             ``pa.RecordBatch`` with ``arrow_schema(spec)``, at most ``batch_rows`` rows and about
@@ -161,6 +169,25 @@ class Target(Protocol):
 
         Raises:
             TargetError: the statement failed (the unit is rolled back).
+        """
+        ...
+
+    def merge_from_stage(
+        self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = (), deletes: TableSpec | None = None
+    ) -> tuple[int, int, int]:
+        """In one transaction: upsert the rows of the staging table ``stage`` (same columns, this
+        target's schema, unique keys) into the live table of ``spec`` by primary key, updating a
+        matched row only when some column differs; delete the rows whose keys the staging table
+        ``deletes`` lists (primary-key columns only), if given; align the identity past inserted
+        rows (as ``finish_table`` does); then run the statements ``then``
+        (the state row); commit. On any error everything is rolled back (live rows and state as
+        before).
+
+        Returns:
+            ``(rows inserted, rows updated, rows deleted)``.
+
+        Raises:
+            TargetError: a statement failed (rolled back). DataError: a value the live table refuses.
         """
         ...
 

@@ -35,8 +35,9 @@ from include.replication.core.ddl import count_sql, key_bounds_sql
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, ReplicationError, SourceError, UnsupportedTypeError
-from include.replication.core.keyranges import KeyRange, range_predicate
+from include.replication.core.keyranges import KeyRange
 from include.replication.core.protocols import Closing
+from include.replication.core.rowfilter import RowFilter, where_sql
 from include.replication.core.typemap import arrow_schema, select_expression
 from include.replication.dialects.mssql.connect import connect_mssql, is_transient
 from include.replication.dialects.mssql.convert import (
@@ -181,10 +182,10 @@ def column_from_catalog(row: tuple[Any, ...], table: str = "?") -> ColumnSpec:
     )
 
 
-def select_sql(spec: TableSpec, key_range: KeyRange | None = None) -> str:
+def select_sql(spec: TableSpec, key_range: KeyRange | None = None, row_filter: RowFilter | None = None) -> str:
     """The reader's ``SELECT``: every column (through the typemap ``select`` template where one is
     set, aliased back to its name), restricted to ``key_range`` (half-open, on the single integer
-    primary key) when given, ``ORDER BY`` the primary key (else every column, for a stable order).
+    primary key) and ``row_filter`` (a cursor bound) when given, ``ORDER BY`` the primary key (else every column, for a stable order).
 
     Raises:
         UnsupportedTypeError: a column type outside the type map.
@@ -197,7 +198,7 @@ def select_sql(spec: TableSpec, key_range: KeyRange | None = None) -> str:
         cols.append(expr if expr == q else f"{expr} AS {q}")
     order = spec.primary_key or spec.column_names
     order_sql = ", ".join(MSSQL.quote(c) for c in order)
-    where = f" WHERE {range_predicate(spec, key_range, MSSQL)}" if key_range is not None else ""
+    where = where_sql(spec, MSSQL, key_range, row_filter)
     return f"SELECT {', '.join(cols)} FROM {MSSQL.qualified(spec.schema, spec.name)}{where} ORDER BY {order_sql}"
 
 
@@ -379,7 +380,13 @@ class MssqlSource(Closing):
         return None if lo is None else (int(lo), int(hi))
 
     def read_batches(
-        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+        self,
+        spec: TableSpec,
+        *,
+        batch_rows: int,
+        batch_bytes: int,
+        key_range: KeyRange | None = None,
+        row_filter: RowFilter | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream the table ordered by primary key as RecordBatches with ``arrow_schema(spec)``.
 
@@ -390,6 +397,7 @@ class MssqlSource(Closing):
         Args:
             spec: the table's catalog (from :meth:`describe`).
             key_range: read only ``lo <= key < hi`` of the single integer primary key.
+            row_filter: read only the rows at or past a cursor bound (``merge`` mode).
             batch_rows: at most this many rows per batch.
             batch_bytes: about this many bytes per batch; one larger row travels alone.
 
@@ -402,7 +410,7 @@ class MssqlSource(Closing):
             SourceError: the connection or the query failed.
         """
         schema = arrow_schema(spec)
-        sql = select_sql(spec, key_range)
+        sql = select_sql(spec, key_range, row_filter)
         started = time.monotonic()
         rows_total = bytes_total = batches = 0
         try:

@@ -55,6 +55,10 @@ from include.replication.dialects.mssql.bulk import bulk_columns, writable, writ
 from include.replication.dialects.mssql.connect import connect_mssql, connect_pytds, is_transient, write_method
 from include.replication.dialects.mssql.convert import batch_to_params, chunk_rows, param_bytes, plan_chunks, write_plan
 from include.replication.dialects.mssql.dialect import MSSQL
+from include.replication.dialects.mssql.merge import delete_sql as merge_delete_sql
+from include.replication.dialects.mssql.merge import insert_sql as merge_insert_sql
+from include.replication.dialects.mssql.merge import merge_batch_sql
+from include.replication.dialects.mssql.merge import update_sql as merge_update_sql
 
 __all__ = [
     "MssqlTarget",
@@ -726,6 +730,48 @@ class MssqlTarget(Closing):
             self.rollback_unit()
             raise TargetError(f"statement in the copy unit failed: {exc}", retryable=is_transient(exc)) from exc
 
+    def merge_from_stage(
+        self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = (), deletes: TableSpec | None = None
+    ) -> tuple[int, int, int]:
+        """Upsert ``stage`` into the live table, delete the keys of ``deletes``
+        (:func:`mssql.merge.delete_sql`), align the identity past inserted rows, run ``then``,
+        commit; one transaction
+        (``XACT_ABORT ON``: any error rolls all of it back), ``IDENTITY_INSERT`` on while rows are
+        inserted. Microsoft SQL Server runs one ``MERGE`` (:func:`mssql.merge.merge_batch_sql`);
+        Babelfish, which refuses ``MERGE``, runs ``UPDATE ... FROM ... JOIN`` of the rows that
+        differ, then ``INSERT ... WHERE NOT EXISTS`` (:func:`mssql.merge.update_sql`,
+        :func:`mssql.merge.insert_sql`).
+
+        Returns:
+            ``(rows inserted, rows updated, rows deleted)``.
+
+        Raises:
+            TargetError: a statement failed (rolled back).
+        """
+        live, staged = self._tname(spec), self._tname(stage)
+        babelfish = self._is_babelfish()
+        with self._transaction("merge failed", spec.qualified_name):
+            self._applock(lock_resource(self._lock_name(spec), None, unit=True), "Transaction", UNIT_LOCK_WAIT_MS)
+            if babelfish:
+                update = merge_update_sql(spec, self.schema, live, staged)
+                updated = int(self._run(update)[0][0]) if update else 0
+                self._identity(spec, True)
+                inserted = int(self._run(merge_insert_sql(spec, self.schema, live, staged))[0][0])
+            else:
+                self._identity(spec, True)
+                inserted, updated = (int(v) for v in self._run(merge_batch_sql(spec, self.schema, live, staged))[0])
+            self._identity(spec, False)
+            if inserted:
+                self._align_identity(spec)
+            deleted = 0
+            if deletes is not None:
+                deleted = int(self._run(merge_delete_sql(spec, self.schema, live, self._tname(deletes)))[0][0])
+            for sql in then:
+                self._run(sql)
+        log.info("merged %s into %s (%s): %d inserted, %d updated, %d deleted", staged, live,
+                 "UPDATE + INSERT on Babelfish" if babelfish else "MERGE", inserted, updated, deleted)
+        return inserted, updated, deleted
+
     def rollback_unit(self) -> None:
         """Roll back the open transaction, if any, and switch IDENTITY_INSERT off; never raises.
 
@@ -762,14 +808,20 @@ class MssqlTarget(Closing):
             if build_keys:
                 for sql in build_keys_sql(spec, MSSQL, self.schema, table_name=self._tname(spec), key_suffix=self.key_suffix):
                     self._run(sql)
-            if spec.identity is not None:
-                agg = "MAX" if spec.identity.increment > 0 else "MIN"
-                col = MSSQL.quote(spec.identity.column)
-                current = self._run(f"SELECT {agg}({col}) FROM {self._name(spec)}")[0][0]
-                values = [v for v in (current, spec.identity.last_value) if v is not None]
-                if values:
-                    value = max(values) if spec.identity.increment > 0 else min(values)
-                    self._run(checkident_sql(self._tname(spec), self.schema, int(value)))
+            self._align_identity(spec)
+
+    def _align_identity(self, spec: TableSpec) -> None:
+        """``DBCC CHECKIDENT (..., RESEED, max)`` inside the open transaction (``min`` for a
+        negative increment; the source's last value when it is further); nothing without an identity."""
+        if spec.identity is None:
+            return
+        agg = "MAX" if spec.identity.increment > 0 else "MIN"
+        col = MSSQL.quote(spec.identity.column)
+        current = self._run(f"SELECT {agg}({col}) FROM {self._name(spec)}")[0][0]
+        values = [v for v in (current, spec.identity.last_value) if v is not None]
+        if values:
+            value = max(values) if spec.identity.increment > 0 else min(values)
+            self._run(checkident_sql(self._tname(spec), self.schema, int(value)))
 
     def drop_keys(self, spec: TableSpec) -> None:
         """Drop the primary key and secondary indexes if built, in one committed transaction.

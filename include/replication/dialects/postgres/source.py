@@ -22,8 +22,9 @@ from include.replication.core.ddl import count_sql, key_bounds_sql
 from include.replication.core.dialect import Dialect
 from include.replication.core.endpoint import Endpoint
 from include.replication.core.errors import ConfigurationError, DataError, SourceError, UnsupportedTypeError
-from include.replication.core.keyranges import KeyRange, range_predicate
+from include.replication.core.keyranges import KeyRange
 from include.replication.core.protocols import Closing
+from include.replication.core.rowfilter import RowFilter, where_sql
 from include.replication.core.typemap import arrow_schema, select_expression
 from include.replication.dialects.postgres.connect import close_quietly, connect, is_transient
 from include.replication.dialects.postgres.dialect import POSTGRES
@@ -291,23 +292,31 @@ class PostgresSource(Closing):
         lo, hi = self._query(sql)[0]
         return None if lo is None else (int(lo), int(hi))
 
-    def select_sql(self, spec: TableSpec, key_range: KeyRange | None = None) -> str:
+    def select_sql(
+        self, spec: TableSpec, key_range: KeyRange | None = None, row_filter: RowFilter | None = None
+    ) -> str:
         """The ``SELECT`` the reader runs: catalog columns (type-map expressions), ordered by PK,
-        restricted to ``key_range`` (half-open, on the integer primary key) when given."""
+        restricted to ``key_range`` (half-open, on the integer primary key) and ``row_filter`` (a cursor
+        bound) when given."""
         exprs = []
         for c in spec.columns:
             q = POSTGRES.quote(c.name)
             e = select_expression(spec, c, q)
             exprs.append(e if e == q else f"{e} AS {q}")
         sql = f"SELECT {', '.join(exprs)} FROM {POSTGRES.qualified(spec.schema, spec.name)}"
-        if key_range is not None:
-            sql += " WHERE " + range_predicate(spec, key_range, POSTGRES)
+        sql += where_sql(spec, POSTGRES, key_range, row_filter)
         if spec.primary_key:
             sql += " ORDER BY " + ", ".join(POSTGRES.quote(c) for c in spec.primary_key)
         return sql
 
     def read_batches(
-        self, spec: TableSpec, *, batch_rows: int, batch_bytes: int, key_range: KeyRange | None = None
+        self,
+        spec: TableSpec,
+        *,
+        batch_rows: int,
+        batch_bytes: int,
+        key_range: KeyRange | None = None,
+        row_filter: RowFilter | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream the table as RecordBatches with ``arrow_schema(spec)``, ordered by primary key.
 
@@ -322,7 +331,7 @@ class PostgresSource(Closing):
             DataError: a value does not fit the catalog type (names table and column).
         """
         schema = arrow_schema(spec)
-        sql = self.select_sql(spec, key_range)
+        sql = self.select_sql(spec, key_range, row_filter)
         try:
             conn = connect(self.endpoint, autocommit=False)
         except Exception as exc:

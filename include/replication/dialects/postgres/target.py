@@ -47,6 +47,7 @@ from include.replication.core.typemap import adapt_batch, target_arrow_schema
 from include.replication.dialects.base import dialect as dialect_named
 from include.replication.dialects.postgres.connect import close_quietly, connect, is_transient, sqlstate
 from include.replication.dialects.postgres.dialect import POSTGRES
+from include.replication.dialects.postgres.merge import delete_sql, upsert_sql
 
 __all__ = ["PostgresTarget"]
 
@@ -575,6 +576,44 @@ class PostgresTarget(Closing):
             self._conn.rollback()
             raise TargetError(f"statement in the copy unit failed: {exc}", retryable=is_transient(exc)) from exc
 
+    def merge_from_stage(
+        self, spec: TableSpec, stage: TableSpec, *, then: Sequence[str] = (), deletes: TableSpec | None = None
+    ) -> tuple[int, int, int]:
+        """Upsert ``stage`` into the live table with one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
+        ... IS DISTINCT FROM`` (:func:`postgres.merge.upsert_sql`), delete the keys of ``deletes``
+        (:func:`postgres.merge.delete_sql`), align the identity past inserted rows, run ``then``,
+        commit; all in one transaction holding the table's unit lock.
+
+        Returns:
+            ``(rows inserted, rows updated, rows deleted)``.
+
+        Raises:
+            DataError: a value the live table refuses (SQLSTATE class 22 or 23; rolled back).
+            TargetError: another failure (rolled back; retryable when the SQLSTATE says so).
+        """
+        try:
+            self._conn.rollback()
+            self._run("SELECT pg_advisory_xact_lock($1)", unit_lock_key(self._lock_name(spec), None))
+            with self._conn.cursor() as cur:  # not _run: a failure may surface only when the row is fetched
+                cur.execute(upsert_sql(spec, self.schema, self._tname(spec), self._tname(stage)))
+                inserted, updated = cur.fetchone()
+                deleted = 0
+                if deletes is not None:
+                    cur.execute(delete_sql(spec, self.schema, self._tname(spec), self._tname(deletes)))
+                    (deleted,) = cur.fetchone()
+            if inserted:
+                self._align_identity(spec)
+            for sql in then:
+                self._run(sql)
+            self._conn.commit()
+        except Exception as exc:
+            self._conn.rollback()
+            state = sqlstate(exc)
+            if state is not None and state[:2] in ("22", "23"):
+                raise DataError(f"the merge was refused (SQLSTATE {state}): {exc}", table=spec.qualified_name) from exc
+            raise TargetError(f"merge failed: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
+        return int(inserted), int(updated), int(deleted)
+
     def rollback_unit(self) -> None:
         """Roll back the open transaction; never raises."""
         try:
@@ -596,15 +635,7 @@ class PostgresTarget(Closing):
             if build_keys:
                 for sql in build_keys_sql(spec, POSTGRES, self.schema, table_name=self._tname(spec), key_suffix=self.suffix):
                     self._run(sql)
-            if spec.identity is not None:
-                col = POSTGRES.quote(spec.identity.column)
-                agg = "max" if spec.identity.increment > 0 else "min"
-                self._run(
-                    f"SELECT setval(pg_get_serial_sequence($1, $2), "
-                    f"COALESCE((SELECT {agg}({col}) FROM {self._name(spec)}), $3::bigint), "
-                    f"(SELECT count(*) > 0 FROM {self._name(spec)}))",
-                    (self._name(spec), spec.identity.column, int(spec.identity.seed)),
-                )
+            self._align_identity(spec)
             self._conn.commit()
             self._run(f"ANALYZE {self._name(spec)}")
             self._conn.commit()
@@ -626,6 +657,20 @@ class PostgresTarget(Closing):
         except Exception as exc:
             self._conn.rollback()
             raise TargetError(f"cannot drop the keys: {exc}", table=spec.qualified_name, retryable=is_transient(exc)) from exc
+
+    def _align_identity(self, spec: TableSpec) -> None:
+        """``setval()`` of the identity's sequence to max(Id) (``min`` for a negative increment; the
+        seed when empty), inside the open transaction; nothing without an identity."""
+        if spec.identity is None:
+            return
+        col = POSTGRES.quote(spec.identity.column)
+        agg = "max" if spec.identity.increment > 0 else "min"
+        self._run(
+            f"SELECT setval(pg_get_serial_sequence($1, $2), "
+            f"COALESCE((SELECT {agg}({col}) FROM {self._name(spec)}), $3::bigint), "
+            f"(SELECT count(*) > 0 FROM {self._name(spec)}))",
+            (self._name(spec), spec.identity.column, int(spec.identity.seed)),
+        )
 
     def count_rows(self, spec: TableSpec) -> int:
         """Exact ``count(*)`` of the target table (rows).
