@@ -42,6 +42,7 @@ def test_two_celery_workers_one_killed_mid_copy(local_pg, tmp_path) -> None:
                           kill_after_s=1.0, heartbeat_timeout_s=20, run_timeout_s=900,
                           source_db="ce_src", target_db="ce_tgt", metadata_db="ce_airflow")
     text = format_report(report)
+    print(text)  # the figures, shown with pytest -s
     assert report.ok, text
     assert report.orphans == [], text
     assert len(report.tables) == 9
