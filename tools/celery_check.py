@@ -66,6 +66,7 @@ __all__ = [
     "RedisServer",
     "ensure_redis_server",
     "celery_env",
+    "leftover_processes",
     "CeleryCluster",
     "KillRecord",
     "CeleryReport",
@@ -180,6 +181,22 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def leftover_processes(airflow_home: Path) -> list[int]:
+    """PIDs of live processes (not this one) whose environment has ``AIRFLOW_HOME=airflow_home``:
+    every component, worker, supervisor and task process of a check inherits it, so after a clean
+    stop the list is empty. Processes whose environment cannot be read are skipped."""
+    import psutil
+
+    home, me, found = str(airflow_home), os.getpid(), []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != me and proc.environ().get("AIRFLOW_HOME") == home and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
 
 
 def sqlalchemy_uri(server: Any, database: str, *, scheme: str = "postgresql+psycopg") -> str:
@@ -341,7 +358,8 @@ class CeleryReport:
         kill: the kill, or None.
         timings: seconds per phase.
         memory: per worker, the peaks of :meth:`ProcessTreeRss.stop` (bytes).
-        orphans: PIDs that needed SIGKILL at stop.
+        orphans: PIDs that needed SIGKILL at stop, and any process still alive with this check's
+            AIRFLOW_HOME after it (:func:`leftover_processes`).
         log_dir: the component logs.
     """
 
@@ -550,9 +568,13 @@ def celery_check(
             timings["stop"] = time.monotonic() - t
             if error:
                 log.error("component logs:\n%s", cluster.log_tail())
+    left_running = leftover_processes(airflow_home)
+    redis_ended = redis_server.proc is not None and redis_server.proc.poll() is not None
+    if left_running:
+        log.error("processes still running with AIRFLOW_HOME=%s: %s", airflow_home, left_running)
     if run is None:
         return CeleryReport(None, error, tables, tis, tries, [], [], validation, record, timings, memory,
-                            cluster.orphans, log_dir)
+                            cluster.orphans + left_running, log_dir)
     src, tgt = open_source(server.endpoint(source_db)), open_target(server.endpoint(target_db))
     try:
         counts = compare_counts(src, tgt, tables, raise_on_mismatch=False)
@@ -566,10 +588,13 @@ def celery_check(
     result = verify_run(run, tis, tables, audit, counts, retried=killed_copies if record else None)
     _check_workers(result, tis, tries, tables, record, validation, list(cluster.workers))
     result.check(not cluster.orphans, f"every Airflow process ended on SIGTERM (SIGKILLed: {cluster.orphans or 'none'})")
+    result.check(not left_running and redis_ended,
+                 f"no process left: none with this AIRFLOW_HOME (left: {left_running or 'none'}), redis-server "
+                 f"{'ended' if redis_ended else 'still running'}")
     left = [str(p) for p in spill_root.rglob("*") if p.is_file()]
     result.check(not left, f"no spill file left behind (left: {left[:3] or 'none'})")
     return CeleryReport(result, None, tables, tis, tries, counts, audit, validation, record, timings, memory,
-                        cluster.orphans, log_dir)
+                        cluster.orphans + left_running, log_dir)
 
 
 def _check_workers(result: CheckResult, tis: Sequence[Mapping[str, Any]],

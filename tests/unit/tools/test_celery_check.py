@@ -83,3 +83,21 @@ def test_worker_checks_pass_a_kill_retried_on_the_survivor_and_fail_otherwise() 
     assert any("copy[Posts]" in f for f in bad.failures)
     assert any("checksummed" in f for f in bad.failures)
     assert any("both workers" in f for f in bad.failures)
+
+
+def test_leftover_processes_finds_a_child_by_its_airflow_home_until_it_ends(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tools.celery_check import leftover_processes
+
+    home = tmp_path / "airflow"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             env={**os.environ, "AIRFLOW_HOME": str(home)})
+    try:
+        assert leftover_processes(home) == [child.pid]
+    finally:
+        child.kill()
+        child.wait()
+    assert leftover_processes(home) == []
