@@ -32,10 +32,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from include.replication.core.audit import AUDIT_TABLE
 from tools.airflow_local import PROJECT_ROOT, airflow_env
@@ -45,7 +45,9 @@ __all__ = [
     "SOURCE_DB",
     "TARGET_DB",
     "CheckResult",
+    "Alive",
     "StandaloneAirflow",
+    "ProcessTreeRss",
     "AirflowRestClient",
     "free_port",
     "standalone_env",
@@ -118,32 +120,73 @@ def standalone_env(airflow_home: Path, connections: Mapping[str, str], port: int
     return env
 
 
+class Alive(Protocol):
+    """Anything whose processes can be asked whether they still run (what the REST waits poll)."""
+
+    def alive(self) -> bool:
+        """True while the watched Airflow processes run."""
+        ...
+
+
 class StandaloneAirflow:
-    """``airflow standalone`` as a child process in its own process group (session).
+    """``airflow standalone`` (or any other ``airflow`` sub-command, e.g. ``scheduler`` or
+    ``celery worker``) as a child process in its own process group (session).
 
     Use as a context manager: leaving it stops the process group and any descendant that left it.
 
     Args:
         env: from :func:`standalone_env`.
         log_file: where the combined output of every component goes.
+        args: the ``airflow`` command line after ``airflow`` (default ``("standalone",)``).
     """
 
-    def __init__(self, env: Mapping[str, str], log_file: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_file: Path, args: Sequence[str] = ("standalone",)) -> None:
         self.env = dict(env)
         self.log_file = log_file
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.orphans: list[int] = []
 
+    @property
+    def name(self) -> str:
+        """``airflow <args>`` (for logs)."""
+        return " ".join(["airflow", *self.args])
+
     def start(self) -> None:
-        """Start ``airflow standalone`` (returns at once; see :meth:`AirflowRestClient.wait_ready`)."""
+        """Start the command (returns at once; see :meth:`AirflowRestClient.wait_ready`)."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         airflow = str(Path(sys.executable).parent / "airflow")
         with open(self.log_file, "wb") as out:
             self.proc = subprocess.Popen(
-                [airflow, "standalone"], env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                [airflow, *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(PROJECT_ROOT),
             )
-        log.info("airflow standalone pid %s (process group %s), log %s", self.proc.pid, self.proc.pid, self.log_file)
+        log.info("%s pid %s (process group %s), log %s", self.name, self.proc.pid, self.proc.pid, self.log_file)
+
+    def kill(self) -> list[int]:
+        """SIGKILL the whole process group and every descendant at once (a crash, not a stop).
+
+        Returns:
+            The PIDs signalled (the group leader first).
+        """
+        import psutil
+
+        if self.proc is None:
+            return []
+        pgid = self.proc.pid
+        try:
+            descendants = psutil.Process(pgid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
+        with _suppress_lookup():
+            os.killpg(pgid, signal.SIGKILL)
+        for p in descendants:
+            with _suppress_lookup():
+                p.kill()
+        self.proc.wait(timeout=10)
+        psutil.wait_procs(descendants, timeout=10)
+        log.warning("%s killed with SIGKILL (pids %s)", self.name, [pgid, *(p.pid for p in descendants)])
+        return [pgid, *(p.pid for p in descendants)]
 
     def alive(self) -> bool:
         """True while the ``airflow standalone`` parent process runs."""
@@ -192,7 +235,7 @@ class StandaloneAirflow:
         still = [p.pid for p in descendants if _running(p)]
         if still:
             raise RuntimeError(f"Airflow processes survived SIGKILL: {still}")
-        log.info("airflow standalone stopped (%d descendant processes ended)", len(descendants))
+        log.info("%s stopped (%d descendant processes ended)", self.name, len(descendants))
         return self.orphans
 
     def __enter__(self) -> StandaloneAirflow:
@@ -208,7 +251,8 @@ class ProcessTreeRss:
 
     Processes are told apart by the titles Airflow 3.1 sets (``setproctitle``):
     ``airflow worker -- LocalExecutor: <ti id>`` is a task's supervisor (the LocalExecutor worker,
-    ``airflow/executors/local_executor.py``) and ``airflow worker -- <ti id>`` the task process
+    ``airflow/executors/local_executor.py``; under the CeleryExecutor ``airflow task supervisor: ...``,
+    ``airflow/providers/celery/executors/celery_executor_utils.py``) and ``airflow worker -- <ti id>`` the task process
     itself (``airflow/sdk/execution_time/task_runner.py``). Everything else (scheduler,
     dag-processor, api-server, triggerer, idle workers) counts as ``other``.
 
@@ -241,7 +285,7 @@ class ProcessTreeRss:
     def kind(cmdline: Sequence[str]) -> str:
         """``"task"``, ``"supervisor"`` or ``"other"`` for a process's command line."""
         title = " ".join(cmdline)
-        if title.startswith("airflow worker -- LocalExecutor"):
+        if title.startswith(("airflow worker -- LocalExecutor", "airflow task supervisor:")):
             return "supervisor"
         if title.startswith("airflow worker -- "):
             return "task"
@@ -359,7 +403,7 @@ class AirflowRestClient:
                                         request=resp.request, response=resp)
         return resp.json() if resp.content else None
 
-    def wait_ready(self, dag_id: str, airflow: StandaloneAirflow, timeout_s: float) -> float:
+    def wait_ready(self, dag_id: str, airflow: Alive, timeout_s: float) -> float:
         """Wait until the API server answers and ``dag_id`` is parsed (serialized in the metadata DB).
 
         Returns:
@@ -377,7 +421,8 @@ class AirflowRestClient:
         server_errors = 0
         while time.monotonic() - start < timeout_s:
             if not airflow.alive():
-                raise RuntimeError(f"airflow standalone exited with code {airflow.proc.returncode if airflow.proc else None}")
+                code = getattr(getattr(airflow, "proc", None), "returncode", None)
+                raise RuntimeError(f"airflow exited with code {code}")
             try:
                 dag = self.request("GET", f"/dags/{dag_id}")
                 details = self.request("GET", f"/dags/{dag_id}/details")
@@ -401,7 +446,7 @@ class AirflowRestClient:
         run = self.request("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": dict(conf)})
         return str(run["dag_run_id"])
 
-    def wait_run(self, dag_id: str, run_id: str, airflow: StandaloneAirflow, timeout_s: float) -> dict[str, Any]:
+    def wait_run(self, dag_id: str, run_id: str, airflow: Alive, timeout_s: float) -> dict[str, Any]:
         """Poll the run until it is ``success`` or ``failed``.
 
         Returns:
@@ -428,7 +473,7 @@ class AirflowRestClient:
             time.sleep(3)
         raise TimeoutError(f"run {run_id} still {state} after {timeout_s:.0f} s")
 
-    def wait_asset_triggered_run(self, dag_id: str, airflow: StandaloneAirflow, timeout_s: float) -> dict[str, Any]:
+    def wait_asset_triggered_run(self, dag_id: str, airflow: Alive, timeout_s: float) -> dict[str, Any]:
         """Wait for a finished ``asset_triggered`` run of ``dag_id`` (a DAG scheduled on an asset).
 
         Returns:
@@ -490,7 +535,8 @@ class CheckResult:
 
 
 def verify_run(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], tables: Sequence[str],
-               audit_rows: Sequence[tuple[object, ...]], counts: Sequence[Any]) -> CheckResult:
+               audit_rows: Sequence[tuple[object, ...]], counts: Sequence[Any], *,
+               retried: Collection[str] | None = None) -> CheckResult:
     """Check a finished run against what the DAG promises.
 
     Args:
@@ -499,6 +545,8 @@ def verify_run(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], tables:
         tables: source base tables (the expected copy units).
         audit_rows: ``(table_name, status, attempt, rows_written, spill_files)`` of the run's audit rows.
         counts: :class:`include.replication.core.validate.CountRow` per table.
+        retried: tables whose copy must have needed a retry (try number >= 2; e.g. its worker was
+            killed); every other copy must succeed on its first try. None = no retry expected.
 
     Returns:
         The checks, passed and failed.
@@ -517,8 +565,18 @@ def verify_run(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], tables:
     result.check(not bad, f"every copy task instance success (not success: {bad or 'none'})")
     names = sorted(str(ti.get("rendered_map_index")) for ti in copies)
     result.check(names == sorted(tables), f"copy map indexes named by table ({', '.join(names)})")
-    retried = [f"{ti.get('rendered_map_index')}:try {ti['try_number']}" for ti in copies if ti["try_number"] != 1]
-    result.check(not retried, f"every copy succeeded on its first try (retried: {retried or 'none'})")
+    expected = set(retried or ())
+    again = [f"{ti.get('rendered_map_index')}:try {ti['try_number']}" for ti in copies
+             if ti["try_number"] != 1 and ti.get("rendered_map_index") not in expected]
+    result.check(not again, f"every copy succeeded on its first try (retried: {again or 'none'})"
+                 if not expected else f"every copy but {sorted(expected)} succeeded on its first try "
+                 f"(retried: {again or 'none'})")
+    if expected:
+        first = [f"{ti.get('rendered_map_index')}:try {ti['try_number']}" for ti in copies
+                 if ti.get("rendered_map_index") in expected and ti["try_number"] < 2]
+        result.check(not first and len(expected) > 0,
+                     f"the copies of {sorted(expected)} succeeded on a retry, try number >= 2 "
+                     f"(not retried: {first or 'none'})")
     by_table: dict[str, list[tuple[object, ...]]] = {}
     for row in audit_rows:
         by_table.setdefault(str(row[0]), []).append(row)
