@@ -463,6 +463,7 @@ def celery_check(
     source_db: str = SOURCE_DB,
     target_db: str = TARGET_DB,
     metadata_db: str = METADATA_DB,
+    conf: Mapping[str, Any] | None = None,
 ) -> CeleryReport:
     """Fill a fresh source, run the DAG once on two Celery workers (killing one with ``kill="auto"``)
     and check the run.
@@ -480,6 +481,8 @@ def celery_check(
         ready_timeout_s: most seconds until the DAG is parsed and the API answers.
         run_timeout_s: most seconds for the DAG run (from the trigger).
         source_db / target_db / metadata_db: database names (dropped and re-created).
+        conf: more DAG run conf (params), e.g. ``partition_as="tasks"`` with ``parallel_ranges`` so
+            key ranges of the large tables are spread over both workers.
 
     Returns:
         The report; every Airflow process and Redis have been stopped when it returns.
@@ -537,9 +540,10 @@ def celery_check(
             client.wait_ready(DAG_ID, cluster, ready_timeout_s)
             timings["start+parse"] = time.monotonic() - t
             client.unpause(DAG_ID)
-            conf = {"memory_budget_mib": memory_budget_mib, "spill_root": str(spill_root), "validate": "checksum"}
-            run_id = client.trigger(DAG_ID, conf)
-            log.info("triggered %s run %s with conf %s (kill %s)", DAG_ID, run_id, json.dumps(conf), kill)
+            run_conf = {"memory_budget_mib": memory_budget_mib, "spill_root": str(spill_root), "validate": "checksum",
+                        **(conf or {})}
+            run_id = client.trigger(DAG_ID, run_conf)
+            log.info("triggered %s run %s with conf %s (kill %s)", DAG_ID, run_id, json.dumps(run_conf), kill)
             for name, worker in cluster.workers.items():
                 assert worker.proc is not None
                 samplers[name] = ProcessTreeRss(worker.proc.pid)
@@ -710,6 +714,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-timeout", type=float, default=900, help="seconds to wait for the run (default 900)")
     p.add_argument("--keep-pg", action="store_true", help="leave the PostgreSQL server running at the end")
     p.add_argument("--results-json", type=Path, default=None, help="also write the figures as JSON to this file")
+    p.add_argument("--conf", default="{}",
+                   help='more DAG run conf as JSON, e.g. key ranges as tasks: \'{"partition_as": "tasks", '
+                   '"parallel_ranges": 2, "partition_min_rows": 20000}\'')
     return p
 
 
@@ -728,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = celery_check(
             server, state_dir=state, scale=args.scale, seed=args.seed, memory_budget_mib=args.memory_budget_mib,
             kill=args.kill, kill_after_s=args.kill_after, heartbeat_timeout_s=args.heartbeat_timeout, port=args.port,
-            ready_timeout_s=args.ready_timeout, run_timeout_s=args.run_timeout,
+            ready_timeout_s=args.ready_timeout, run_timeout_s=args.run_timeout, conf=json.loads(args.conf),
         )
     finally:
         if not args.keep_pg:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from include.replication.core.audit import AUDIT_TABLE
+from include.replication.core.partition import parse_unit, split_tables, tables_of
 from tools.airflow_local import PROJECT_ROOT, airflow_env
 
 __all__ = [
@@ -560,11 +561,21 @@ def verify_run(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], tables:
         states = [ti["state"] for ti in by_task.get(task_id, [])]
         result.check(states == ["success"], f"task {task_id} success (got {states})")
     copies = by_task.get("copy", [])
-    result.check(len(copies) == len(tables), f"{len(tables)} mapped copy task instances (got {len(copies)})")
+    unnamed = [ti["map_index"] for ti in copies if ti.get("rendered_map_index") is None]
+    names = sorted(str(ti["rendered_map_index"]) for ti in copies if ti.get("rendered_map_index") is not None)
+    split = split_tables(names)
+    units_of = {t: [n for n in names if parse_unit(n).table == t] for t in tables}
+    want = len(tables) + sum(len(units_of[t]) - 1 for t in split if t in units_of)
+    result.check(len(copies) == want, f"{want} mapped copy task instances (got {len(copies)}): one per table, "
+                 f"one per key range of a split table (split: {split or 'none'})")
     bad = [f"{ti['map_index']}:{ti['state']}" for ti in copies if ti["state"] != "success"]
     result.check(not bad, f"every copy task instance success (not success: {bad or 'none'})")
-    names = sorted(str(ti.get("rendered_map_index")) for ti in copies)
-    result.check(names == sorted(tables), f"copy map indexes named by table ({', '.join(names)})")
+    result.check(not unnamed and sorted(tables_of(names)) == sorted(tables) and len(set(names)) == len(names),
+                 f"copy map indexes named by table or key range ({', '.join(names)}; "
+                 f"unnamed: {unnamed or 'none'})")
+    finishes = sorted((str(ti.get("rendered_map_index")), ti["state"]) for ti in by_task.get("finish", []))
+    result.check(finishes == [(t, "success") for t in sorted(split)],
+                 f"one successful finish per split table (got {finishes or 'none'})")
     expected = set(retried or ())
     again = [f"{ti.get('rendered_map_index')}:try {ti['try_number']}" for ti in copies
              if ti["try_number"] != 1 and ti.get("rendered_map_index") not in expected]
@@ -581,10 +592,12 @@ def verify_run(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], tables:
     for row in audit_rows:
         by_table.setdefault(str(row[0]), []).append(row)
     wrong = {t: [r[1] for r in by_table.get(t, [])] for t in tables if [r[1] for r in by_table.get(t, [])] != ["success"]}
-    extra = sorted(set(by_table) - set(tables))
+    range_rows = {u: [r[1] for r in by_table.get(u, [])] for t in split for u in units_of.get(t, [])}
+    wrong.update({u: st for u, st in range_rows.items() if "success" not in st})
+    extra = sorted(set(by_table) - set(tables) - set(range_rows))
     result.check(not wrong and not extra,
-                 f"{AUDIT_TABLE}: exactly one success row per table for the run (wrong: {wrong or 'none'}, "
-                 f"extra: {extra or 'none'})")
+                 f"{AUDIT_TABLE}: exactly one success row per table for the run, and a success row per key "
+                 f"range (wrong: {wrong or 'none'}, extra: {extra or 'none'})")
     mismatched = [f"{c.table} {c.source_rows}!={c.target_rows}" for c in counts if not c.ok]
     result.check(len(counts) == len(tables) and not mismatched,
                  f"source and target COUNT(*) equal for {len(counts)} tables (mismatch: {mismatched or 'none'})")

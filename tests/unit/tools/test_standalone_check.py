@@ -28,7 +28,7 @@ def test_verify_run_passes_a_complete_run() -> None:
     result = verify_run(*_good()[:2], TABLES, *_good()[2:])
     assert result.ok, result.failures
     assert result.run_id == "manual__1"
-    assert sum(line.startswith("  PASS") for line in result.lines) == 10
+    assert sum(line.startswith("  PASS") for line in result.lines) == 11
     assert result.lines[-1] == "  info  1 spill files written over the run (audit spill_files)"
 
 
@@ -52,7 +52,7 @@ def test_verify_run_fails_on_unnamed_map_index_retry_and_count_mismatch() -> Non
     counts[2] = CountRow("Votes", 10, 9)
     result = verify_run(run, tis, TABLES, audit, counts)
     assert [f.split(" (")[0] for f in result.failures] == [
-        "copy map indexes named by table",
+        "copy map indexes named by table or key range",
         "every copy succeeded on its first try",
         "source and target COUNT(*) equal for 3 tables",
     ]
@@ -64,7 +64,7 @@ def test_verify_run_fails_on_missing_copy_and_extra_audit_row() -> None:
     tis = tis[:-1]  # Votes never mapped
     audit = audit + [("Users", "success", 1, 5, 0)]
     result = verify_run(run, tis, TABLES, audit, counts)
-    assert any("3 mapped copy task instances (got 2)" in f for f in result.failures)
+    assert any(f.startswith("3 mapped copy task instances (got 2)") for f in result.failures)
     assert any("extra: ['Users']" in f for f in result.failures)
 
 
@@ -155,3 +155,32 @@ def test_process_tree_rss_records_each_task_process_start_and_peak():
             proc.kill()
         parent.kill()
         parent.wait()
+
+
+def _ranged() -> tuple[dict, list[dict], list[tuple], list[CountRow]]:
+    """A run with partition_as=tasks: Posts copied as two key ranges, then finished."""
+    run, tis, audit, counts = _good()
+    units = ["Badges", "Posts[1:501)", "Posts[501:1001)", "Votes"]
+    tis = [ti for ti in tis if ti["task_id"] != "copy"] + [_ti("copy", map_index=i, name=u) for i, u in enumerate(units)]
+    tis.append(_ti("finish", map_index=0, name="Posts"))
+    audit = audit + [("Posts[1:501)", "success", 1, 5, 0), ("Posts[501:1001)", "success", 1, 5, 0)]
+    return run, tis, audit, counts
+
+
+def test_verify_run_passes_a_run_with_key_ranges_as_tasks() -> None:
+    result = verify_run(*_ranged()[:2], TABLES, *_ranged()[2:])
+    assert result.ok, result.failures
+    assert any("4 mapped copy task instances (got 4)" in line and "split: ['Posts']" in line for line in result.lines)
+    assert any("one successful finish per split table" in line and line.startswith("  PASS") for line in result.lines)
+
+
+def test_verify_run_fails_a_ranged_run_without_finish_or_with_a_failed_range() -> None:
+    run, tis, audit, counts = _ranged()
+    tis = [ti for ti in tis if ti["task_id"] != "finish"]
+    audit = [r if r[0] != "Posts[501:1001)" else (r[0], "failed", 1, 0, 0) for r in audit]
+    result = verify_run(run, tis, TABLES, audit, counts)
+    assert [f.split(" (")[0] for f in result.failures] == [
+        "one successful finish per split table",
+        "replication_audit: exactly one success row per table for the run, and a success row per key range",
+    ]
+    assert "'Posts[501:1001)': ['failed']" in result.failures[1]
