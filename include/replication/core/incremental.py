@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -46,6 +46,7 @@ __all__ = [
     "cursor_column",
     "merge_lag_seconds",
     "SyncResult",
+    "first_load",
     "append_table",
 ]
 
@@ -163,6 +164,37 @@ def _max_key(target: Target, spec: TableSpec, key: str, *, in_unit: bool = False
     return None if not rows or rows[0][0] is None else int(str(rows[0][0]))
 
 
+def first_load(
+    source: Source, target: Target, spec: TableSpec, settings: CopySettings, *, name: str, mode: SyncMode, column: str,
+    state: SyncState | None, mark: Callable[[], Any], fmt: Callable[[Any], str],
+) -> SyncResult:
+    """The first run of an incremental mode (no state yet, or an empty/missing target table): a full
+    load (:func:`core.pipeline.copy_table`), then the state row with the mark it leaves.
+
+    Args:
+        name: the table's state key; mode: ``append`` or ``merge``; column: the key or cursor column.
+        state: the state row read before (None = none), for the log line.
+        mark: returns the loaded table's high-water value (None when empty); fmt: its text form.
+
+    Returns:
+        The result with ``full_load`` True, every row counted as inserted, the mark after.
+
+    Raises:
+        The errors of ``copy_table``; TargetError: writing the state failed (the rows are loaded,
+        no state is left: the next run loads in full again).
+    """
+    log.info(
+        "%s: %s mode, %s: full load that sets the high-water mark",
+        spec.qualified_name, mode, "no state yet" if state is None else "the target table is empty or missing",
+    )
+    copied = copy_table(source, target, spec, settings)
+    value = mark()
+    after = None if value is None else fmt(value)
+    for sql in state_upsert_sql(target, SyncState(name, mode, column, after, settings.run_id)):
+        target.execute(sql)
+    return SyncResult(copied, mode, True, copied.rows_written, None, after, rows_deleted=None)
+
+
 def append_table(
     source: Source, target: Target, spec: TableSpec, settings: CopySettings, *, table: str | None = None
 ) -> SyncResult:
@@ -191,17 +223,8 @@ def append_table(
     state = read_state(target, name)
     in_target = _max_key(target, spec, key)
     if state is None or state.high_water_mark is None or in_target is None:
-        log.info(
-            "%s: append mode, %s: full load that sets the high-water mark",
-            spec.qualified_name,
-            "no state yet" if state is None else "the target table is empty or missing",
-        )
-        copied = copy_table(source, target, spec, settings)
-        mark = _max_key(target, spec, key)
-        after = None if mark is None else str(mark)
-        for sql in state_upsert_sql(target, SyncState(name, "append", key, after, settings.run_id)):
-            target.execute(sql)  # a failure here leaves no state: the next run loads in full again
-        return SyncResult(copied, "append", True, copied.rows_written, None, after, rows_deleted=None)
+        return first_load(source, target, spec, settings, name=name, mode="append", column=key, state=state,
+                          mark=lambda: _max_key(target, spec, key), fmt=str)
 
     before = int(state.high_water_mark)
     started = time.monotonic()

@@ -41,9 +41,9 @@ from include.replication.core.config import CopySettings
 from include.replication.core.ddl import column_names_sql
 from include.replication.core.deletes import SAMPLE_KEYS, DeleteMode, key_batches, key_spec, missing_keys
 from include.replication.core.errors import ConfigurationError
-from include.replication.core.incremental import SyncResult
+from include.replication.core.incremental import SyncResult, first_load
 from include.replication.core.keyranges import integer_key
-from include.replication.core.pipeline import CopyResult, copy_table
+from include.replication.core.pipeline import CopyResult
 from include.replication.core.protocols import Source, Target
 from include.replication.core.rowfilter import CursorValue, RowFilter, format_cursor, parse_cursor
 from include.replication.core.spill import attempt_id, remove_earlier_attempts
@@ -174,17 +174,8 @@ def merge_table(
     state = read_state(target, name)
     in_target = _max_cursor(target, spec, cursor)
     if state is None or state.high_water_mark is None or in_target is None:
-        log.info(
-            "%s: merge mode, %s: full load that sets the high-water mark",
-            spec.qualified_name,
-            "no state yet" if state is None else "the target table is empty or missing",
-        )
-        copied = copy_table(source, target, spec, settings)
-        mark = _max_cursor(target, spec, cursor)
-        after = None if mark is None else format_cursor(mark)
-        for sql in state_upsert_sql(target, SyncState(name, "merge", cursor, after, settings.run_id)):
-            target.execute(sql)  # a failure here leaves no state: the next run loads in full again
-        return SyncResult(copied, "merge", True, copied.rows_written, None, after, rows_deleted=None)
+        return first_load(source, target, spec, settings, name=name, mode="merge", column=cursor, state=state,
+                          mark=lambda: _max_cursor(target, spec, cursor), fmt=format_cursor)
 
     before = parse_cursor(state.high_water_mark)
     window = RowFilter(cursor, window_start(before, lag_s))
