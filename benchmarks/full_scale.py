@@ -57,6 +57,7 @@ __all__ = [
     "check_disk",
     "TableFigures",
     "summarize",
+    "audit_by_table",
     "render_markdown",
     "run",
     "main",
@@ -179,6 +180,25 @@ def summarize(tables: Sequence[TableFigures], dag_wall_s: float | None) -> dict[
     }
 
 
+def audit_by_table(rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[int, float, int, int]]:
+    """One run's success audit rows ``(table_name, rows_written, seconds, spill_bytes, peak_rss_bytes)``
+    as per-table figures ``(rows, seconds, spill bytes, peak RSS bytes)``. A table copied as key-range
+    units (``partition_as=tasks``) has one row per range (``Posts[1:425000)``) and the finish's row
+    (``Posts``, its figures summed over the ranges but ``seconds`` the finish's own): its seconds are
+    the ranges' plus the finish's (the work done, not the wall time when ranges ran at once)."""
+    from include.replication.core.partition import parse_unit
+
+    out: dict[str, tuple[int, float, int, int]] = {}
+    ranges: dict[str, float] = {}
+    for name, written, seconds, spill, peak in rows:
+        unit = parse_unit(str(name))
+        if unit.key_range is not None:
+            ranges[unit.table] = ranges.get(unit.table, 0.0) + float(seconds or 0.0)
+        else:
+            out[unit.table] = (int(written or 0), float(seconds or 0.0), int(spill or 0), int(peak or 0))
+    return {t: (r, s + ranges.get(t, 0.0), sp, pk) for t, (r, s, sp, pk) in out.items()}
+
+
 def _mb_s(nbytes: int, seconds: float | None) -> str:
     return f"{nbytes / 1e6 / seconds:.0f}" if seconds else "-"
 
@@ -244,7 +264,7 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
         for label, fig in sorted(sa["task_memory"].items()):
             if fig.get("seconds") is None:
                 continue  # a task of the asset-triggered downstream DAG (not in this run's list)
-            table = label[5:-1] if label.startswith("copy[") else None
+            table = label[5:-1] if label.startswith("copy[") and "[" not in label[5:-1] else None
             audit = f"{copy_growth[table] / 2**20:.0f}" if table in copy_growth else "-"
             lines.append(
                 f"| {label} | {_f(fig.get('seconds'))} | {fig['first_bytes'] / 2**20:.0f} | "
@@ -422,13 +442,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"WHERE status = 'success' AND run_id = (SELECT run_id FROM {AUDIT_TABLE} "
                 f"ORDER BY finished_at DESC LIMIT 1)",
             )
-            by_table = {str(r[0]): r for r in audit}
+            by_table = audit_by_table(audit)
             for fig in figures:
-                row = by_table.get(fig.table)
-                if row is not None:
-                    fig.dag_rows, fig.dag_s, fig.spill_bytes, fig.dag_peak_rss_bytes = (
-                        int(row[1]), float(row[2]), int(row[3] or 0), int(row[4] or 0)
-                    )
+                if fig.table in by_table:
+                    fig.dag_rows, fig.dag_s, fig.spill_bytes, fig.dag_peak_rss_bytes = by_table[fig.table]
                 fig.target_rows = int(_sql(tgt, f'SELECT count(*) FROM public."{fig.table}"')[0][0])
         finally:
             tgt.close()
@@ -476,6 +493,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: list[TableFigures]) -> dict[str, Any]:
     """The DAG once under ``airflow standalone``; per copy task: seconds and RSS figures."""
+    from include.replication.core.partition import parse_unit
     from tools.standalone_check import standalone_check, ti_label, ti_seconds
 
     report = standalone_check(
@@ -498,13 +516,16 @@ def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: lis
         tgt = PostgresTarget(server.endpoint(STANDALONE_DB))
         try:
             rows = _sql(tgt, f"SELECT table_name, rss_growth_bytes FROM {AUDIT_TABLE} WHERE status = 'success'")
-            growth = {str(r[0]): int(r[1] or 0) for r in rows}
+            for name, value in rows:  # a split table: the largest growth of its range units
+                table = parse_unit(str(name)).table
+                growth[table] = max(growth.get(table, 0), int(value or 0))
         finally:
             tgt.close()
     seconds = {ti_label(ti): ti_seconds(ti) for ti in report.task_instances}
     task_memory = {k: {**v, "seconds": seconds.get(k)} for k, v in report.task_memory.items()}
     for fig in figures:
-        mem = task_memory.get(f"copy[{fig.table}]")
+        units = [v for k, v in task_memory.items() if k.startswith("copy[") and parse_unit(k[5:-1]).table == fig.table]
+        mem = max(units, key=lambda v: v["peak_bytes"]) if units else None  # a split table: its largest range
         if mem:
             fig.standalone = {
                 "seconds": mem.get("seconds") or 0.0,

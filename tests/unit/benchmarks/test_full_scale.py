@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from benchmarks.full_scale import DiskSpaceError, TableFigures, check_disk, render_markdown, summarize
+from benchmarks.full_scale import DiskSpaceError, TableFigures, audit_by_table, check_disk, render_markdown, summarize
 
 
 def test_check_disk_refuses_with_both_figures_and_what_to_do(tmp_path):
@@ -48,3 +48,11 @@ def test_render_markdown_names_the_command_the_ratios_and_a_lost_row():
     assert "`python -m benchmarks.full_scale --scale 1.0`" in page
     assert "| Posts | 1,000 | 8 | 2.0 | 1.0 | 3.0 | 3 | 3.6 | 2 | 278 | 1.20 | 0 | yes |" in page
     assert "NO (4999)" in page and "**2.00x** the summed pipe" in page and "Fill: 108.0 s" in page
+
+
+def test_audit_by_table_adds_a_split_table_s_ranges_to_its_finish():
+    rows = [
+        ("Posts[1:501)", 500, 10.0, 7, 300), ("Posts[501:1001)", 500, 12.5, 3, 310), ("Posts", 1000, 2.0, 10, 310),
+        ("Votes", 42, 1.5, None, 200),
+    ]
+    assert audit_by_table(rows) == {"Posts": (1000, 24.5, 10, 310), "Votes": (42, 1.5, 0, 200)}
