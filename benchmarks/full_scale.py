@@ -246,7 +246,8 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
     if sa:
         lines += [
             "",
-            f"## Under `airflow standalone` (LocalExecutor, parallelism {sa['parallelism']})",
+            f"## Under `airflow standalone` (LocalExecutor, parallelism {sa['parallelism']}, "
+            f"conf `{json.dumps(sa.get('conf', {}))}`)",
             "",
             f"Run {sa['state']} in {_f(sa.get('run_s'))} s; checks {'passed' if sa['ok'] else 'FAILED'}"
             f"{'' if sa['ok'] else ': ' + str(sa.get('failures'))}. Peak RSS of the whole Airflow tree "
@@ -506,7 +507,7 @@ def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: lis
         parallelism=args.parallelism,
         run_timeout_s=args.timeout,
         fill=False,
-        conf=json.loads(args.conf),
+        conf=json.loads(args.standalone_conf if args.standalone_conf is not None else args.conf),
     )
     growth: dict[str, int] = {}
     if report.result is not None:
@@ -537,6 +538,7 @@ def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: lis
     server.create_database(STANDALONE_DB, drop=True)
     return {
         "parallelism": args.parallelism,
+        "conf": json.loads(args.standalone_conf if args.standalone_conf is not None else args.conf),
         "ok": report.ok,
         "state": "finished" if report.result is not None else f"no run: {report.error}",
         "failures": None if report.result is None else list(report.result.failures),
@@ -561,6 +563,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget-mib", type=int, default=128, help="DAG param memory_budget_mib (default 128)")
     p.add_argument("--conf", default="{}", help='more DAG run conf as JSON, e.g. \'{"parallel_ranges": 2}\'')
     p.add_argument("--standalone", action="store_true", help="also run the DAG once under airflow standalone")
+    p.add_argument("--standalone-conf", default=None,
+                   help='DAG run conf of the standalone run as JSON (default: --conf), e.g. key ranges as tasks '
+                   '\'{"partition_as": "tasks", "parallel_ranges": 2}\'')
     p.add_argument("--parallelism", type=int, default=16, help="standalone task processes at once (Dockerfile: 16)")
     p.add_argument("--skip-fill", action="store_true", help="keep the filled source of an earlier run")
     p.add_argument("--keep-pg", action="store_true", help="leave the PostgreSQL server running at the end")
