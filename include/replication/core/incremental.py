@@ -31,11 +31,11 @@ from include.replication.core.ddl import column_names_sql
 from include.replication.core.errors import ConfigurationError
 from include.replication.core.keyranges import KeyRange, integer_key
 from include.replication.core.metrics import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from include.replication.core.pipeline import CopyResult, copy_table
+from include.replication.core.pipeline import CopyResult, copy_table, transfer_unit
 from include.replication.core.protocols import Source, Target
-from include.replication.core.spill import attempt_id, remove_earlier_attempts
+from include.replication.core.spill import remove_earlier_attempts
 from include.replication.core.state import SyncState, ensure_state_table, read_state, state_upsert_sql
-from include.replication.core.transfer import TransferStats, transfer
+from include.replication.core.transfer import TransferStats
 from include.replication.core.typemap import arrow_schema
 
 __all__ = [
@@ -284,15 +284,9 @@ def _append_unit(
     )
     target.begin_unit(spec, key_range, keep_keys=True)
     try:
-        stats = transfer(
-            reader,
-            lambda batches: target.write_batches(spec, batches),
-            schema=arrow_schema(spec),
-            budget_bytes=settings.buffer_budget_bytes,
-            spill_root=settings.spill_root,
-            label=f"{spec.name}[{key_range[0]}:{key_range[1]})",
-            attempt_id=attempt_id(settings.label, settings.run_id, spec.name, settings.attempt, "-append"),
-            overlap=settings.overlap,
+        stats = transfer_unit(
+            reader, target, spec, settings, schema=arrow_schema(spec),
+            label=f"{spec.name}[{key_range[0]}:{key_range[1]})", spill_name=spec.name, suffix="-append",
         )
         mark = _max_key(target, spec, key, in_unit=True)
         state = SyncState(name, "append", key, str(mark if mark is not None else key_range[0] - 1), settings.run_id)

@@ -43,12 +43,12 @@ from include.replication.core.deletes import SAMPLE_KEYS, DeleteMode, key_batche
 from include.replication.core.errors import ConfigurationError
 from include.replication.core.incremental import SyncResult, first_load
 from include.replication.core.keyranges import integer_key
-from include.replication.core.pipeline import CopyResult
+from include.replication.core.pipeline import CopyResult, transfer_unit
 from include.replication.core.protocols import Source, Target
 from include.replication.core.rowfilter import CursorValue, RowFilter, format_cursor, parse_cursor
-from include.replication.core.spill import attempt_id, remove_earlier_attempts
+from include.replication.core.spill import remove_earlier_attempts
 from include.replication.core.state import SyncState, ensure_state_table, read_state, state_upsert_sql
-from include.replication.core.transfer import TransferStats, transfer
+from include.replication.core.transfer import TransferStats
 from include.replication.core.typemap import arrow_schema
 
 __all__ = ["MERGE_SUFFIX", "DELETES_SUFFIX", "check_cursor", "stage_spec", "window_start", "merge_table"]
@@ -247,15 +247,9 @@ def _stage_window(
     )
     target.begin_unit(stage, keep_keys=True)
     try:
-        stats = transfer(
-            reader,
-            lambda batches: target.write_batches(stage, batches),
-            schema=arrow_schema(spec),
-            budget_bytes=settings.buffer_budget_bytes,
-            spill_root=settings.spill_root,
-            label=f"{spec.name}[{window.describe()}]",
-            attempt_id=attempt_id(settings.label, settings.run_id, spec.name, settings.attempt, "-merge"),
-            overlap=settings.overlap,
+        stats = transfer_unit(
+            reader, target, stage, settings, schema=arrow_schema(spec),
+            label=f"{spec.name}[{window.describe()}]", spill_name=spec.name, suffix="-merge",
         )
         target.commit_unit(stage, stats.rows)
     except BaseException:

@@ -148,6 +148,35 @@ def copy_table(
     return result
 
 
+def transfer_unit(
+    reader: Iterator[pa.RecordBatch], target: Target, tspec: TableSpec, settings: CopySettings, *,
+    schema: pa.Schema, label: str, spill_name: str, suffix: str = "", estimated_rows: int | None = None,
+) -> TransferStats:
+    """:func:`core.transfer.transfer` of ``reader`` into ``target.write_batches(tspec, ...)`` with the
+    settings' buffer budget, spill root, overlap and progress callback, spilling under the attempt
+    directory of ``spill_name`` + ``suffix``. The one place a copy unit (full, range, append window,
+    merge stage) turns CopySettings into a transfer.
+
+    Returns:
+        The transfer's figures (rows, bytes, spill, seconds).
+
+    Raises:
+        The errors of ``transfer`` (the caller rolls its unit back).
+    """
+    return transfer(
+        reader,
+        lambda batches: target.write_batches(tspec, batches),
+        schema=schema,
+        budget_bytes=settings.buffer_budget_bytes,
+        spill_root=settings.spill_root,
+        label=label,
+        attempt_id=attempt_id(settings.label, settings.run_id, spill_name, settings.attempt, suffix),
+        overlap=settings.overlap,
+        estimated_rows=estimated_rows,
+        on_rows=settings.on_rows,
+    )
+
+
 def _result(spec: TableSpec, units: list[TransferStats], started: float, start_rss: int) -> CopyResult:
     """The figures of ``units`` (of one table), timed from ``started`` (``time.monotonic()``), the
     RSS growth measured from ``start_rss`` (bytes, taken with :func:`reset_peak_rss` at the start)."""
@@ -305,17 +334,9 @@ def _copy_unit(
         reader = _renamed(reader, schema)
     target.begin_unit(tspec, key_range, keep_keys=keep_keys)
     try:
-        stats = transfer(
-            reader,
-            lambda batches: target.write_batches(tspec, batches),
-            schema=schema,
-            budget_bytes=settings.buffer_budget_bytes,
-            spill_root=settings.spill_root,
-            label=label,
-            attempt_id=attempt_id(settings.label, settings.run_id, spill_name or spec.name, settings.attempt, suffix),
-            overlap=settings.overlap,
-            estimated_rows=(spec.row_estimate or None) if key_range is None else None,
-            on_rows=settings.on_rows,
+        stats = transfer_unit(
+            reader, target, tspec, settings, schema=schema, label=label, spill_name=spill_name or spec.name,
+            suffix=suffix, estimated_rows=(spec.row_estimate or None) if key_range is None else None,
         )
         target.commit_unit(tspec, stats.rows, key_range)
     except BaseException:
