@@ -28,8 +28,14 @@ import pyarrow.compute as pc
 
 __all__ = ["SLICE_BYTES", "Digest", "row_hashes", "column_hashes", "digest_batch"]
 
-SLICE_BYTES = 1 << 20
-"""Most bytes of text hashed at once (bytes); a batch with more is hashed in row slices."""
+SLICE_BYTES = 96 << 10
+"""Most bytes of text hashed at once (bytes); a batch with more is hashed in row slices.
+
+Below glibc's mmap threshold as the copy pins it (128 KiB, :mod:`.allocators`): every temporary of
+a slice (the slice's bytes, one index and one word per 8 bytes, one entry per row) is then a heap
+block reused by the next slice. At 1 MiB each temporary was a fresh mmap, page-faulted in and
+unmapped again: measured on synthetic Posts read from PostgreSQL (507 MB), 594,000 minor page
+faults and 1.7 s per pass, against none and 0.85 s at 96 KiB."""
 
 _U = np.uint64
 _GOLDEN = _U(0x9E3779B97F4A7C15)
