@@ -130,7 +130,8 @@ class TableFigures:
         spill_bytes: bytes the DAG's copy spilled to Parquet (audit).
         dag_peak_rss_bytes: peak RSS the copy task reported (audit ``peak_rss_bytes``).
         standalone: under ``airflow standalone``: ``seconds``, ``first_bytes``, ``peak_bytes``,
-            ``growth_bytes`` of the copy task process (empty without ``--standalone``).
+            ``growth_bytes`` of the copy task process (a split table: its largest range's), and
+            ``table_s``, the table's wall seconds (:func:`table_walls`); empty without ``--standalone``.
     """
 
     table: str
@@ -199,6 +200,38 @@ def audit_by_table(rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[int, floa
     return {t: (r, s + ranges.get(t, 0.0), sp, pk) for t, (r, s, sp, pk) in out.items()}
 
 
+def table_walls(task_instances: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Per source table, its wall seconds under the scheduler: from the first start of its copy
+    task instances (one per key range when split) to the last end of those and of its ``finish``.
+
+    Args:
+        task_instances: Airflow REST task instances (``task_id``, ``map_index``,
+            ``rendered_map_index`` such as ``Posts[1:3018125)``, ISO ``start_date`` / ``end_date``).
+
+    Returns:
+        ``{table: seconds}`` for every table with a finished copy task instance.
+    """
+    import datetime as dt
+
+    from include.replication.core.partition import parse_unit
+
+    def when(text: Any) -> dt.datetime:
+        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+    starts: dict[str, dt.datetime] = {}
+    ends: dict[str, dt.datetime] = {}
+    for ti in task_instances:
+        if ti.get("task_id") not in ("copy", "finish") or not ti.get("start_date") or not ti.get("end_date"):
+            continue
+        if not ti.get("rendered_map_index"):
+            continue
+        table = parse_unit(str(ti["rendered_map_index"])).table
+        if ti["task_id"] == "copy":
+            starts[table] = min(starts.get(table, when(ti["start_date"])), when(ti["start_date"]))
+        ends[table] = max(ends.get(table, when(ti["end_date"])), when(ti["end_date"]))
+    return {t: (ends[t] - starts[t]).total_seconds() for t in starts}
+
+
 def _mb_s(nbytes: int, seconds: float | None) -> str:
     return f"{nbytes / 1e6 / seconds:.0f}" if seconds else "-"
 
@@ -244,6 +277,8 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
     ]
     sa = meta.get("standalone")
     if sa:
+        from include.replication.core.partition import parse_unit
+
         lines += [
             "",
             f"## Under `airflow standalone` (LocalExecutor, parallelism {sa['parallelism']}, "
@@ -258,6 +293,18 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
             "pyarrow and the drivers), its peak, the growth between them, and for copies the audit's "
             "`rss_growth_bytes` (the rise during the copy itself, above the RSS when it began).",
             "",
+            "Per table: its wall seconds under the scheduler (first start of its copy task instances to the "
+            "last end of those and of its `finish`), next to the pipe (copy + keys) of the same run.",
+            "",
+            "| table | pipe s | standalone s | x pipe |",
+            "|---|---:|---:|---:|",
+        ]
+        for t in tables:
+            wall = t.standalone.get("table_s")
+            if wall and t.pipe_s:
+                lines.append(f"| {t.table} | {_f(t.pipe_s)} | {_f(wall)} | {wall / t.pipe_s:.2f} |")
+        lines += [
+            "",
             "| task | seconds | starting RSS MiB | peak RSS MiB | growth MiB | copy's growth (audit) MiB |",
             "|---|---:|---:|---:|---:|---:|",
         ]
@@ -265,7 +312,7 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
         for label, fig in sorted(sa["task_memory"].items()):
             if fig.get("seconds") is None:
                 continue  # a task of the asset-triggered downstream DAG (not in this run's list)
-            table = label[5:-1] if label.startswith("copy[") and "[" not in label[5:-1] else None
+            table = parse_unit(label[5:-1]).table if label.startswith("copy[") else None
             audit = f"{copy_growth[table] / 2**20:.0f}" if table in copy_growth else "-"
             lines.append(
                 f"| {label} | {_f(fig.get('seconds'))} | {fig['first_bytes'] / 2**20:.0f} | "
@@ -295,12 +342,13 @@ def plot(tables: Sequence[TableFigures], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _fill_child(endpoint: Any, scale: float, seed: int) -> dict[str, Any]:
-    """Spawned child: fill the source, return its wall seconds, peak RSS (bytes) and rows."""
+def _fill_child(endpoint: Any, scale: float, seed: int, tables: Sequence[str] | None = None) -> dict[str, Any]:
+    """Spawned child: fill the source (every table, or only ``tables``), return its wall seconds,
+    peak RSS (bytes) and rows."""
     from include.stackoverflow.synthetic import fill_synthetic
 
     started = time.monotonic()
-    report = fill_synthetic(endpoint, scale, seed)
+    report = fill_synthetic(endpoint, scale, seed, tables or None)
     return {
         "seconds": time.monotonic() - started,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -308,10 +356,10 @@ def _fill_child(endpoint: Any, scale: float, seed: int) -> dict[str, Any]:
     }
 
 
-def _fill(endpoint: Any, scale: float, seed: int) -> dict[str, Any]:
+def _fill(endpoint: Any, scale: float, seed: int, tables: Sequence[str] | None = None) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(_fill_child, endpoint, scale, seed).result()
+        return pool.submit(_fill_child, endpoint, scale, seed, tables).result()
 
 
 def _sql(target: Any, sql: str) -> list[tuple[Any, ...]]:
@@ -408,7 +456,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             server.create_database(SOURCE_DB, drop=True)
             log.info("filling %s at scale %g (seed %s) in a child process ...", SOURCE_DB, args.scale, args.seed)
-            fill = _fill(server.endpoint(SOURCE_DB), args.scale, args.seed)
+            fill = _fill(server.endpoint(SOURCE_DB), args.scale, args.seed, args.tables)
             log.info("filled in %.1f s, peak RSS %.0f MiB", fill["seconds"], fill["peak_rss_bytes"] / 2**20)
         source_uri = server.uri(SOURCE_DB)
         src = PostgresTarget(server.endpoint(SOURCE_DB))
@@ -523,6 +571,7 @@ def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: lis
         finally:
             tgt.close()
     seconds = {ti_label(ti): ti_seconds(ti) for ti in report.task_instances}
+    walls = table_walls(report.task_instances)
     task_memory = {k: {**v, "seconds": seconds.get(k)} for k, v in report.task_memory.items()}
     for fig in figures:
         units = [v for k, v in task_memory.items() if k.startswith("copy[") and parse_unit(k[5:-1]).table == fig.table]
@@ -530,6 +579,7 @@ def _standalone(server: Any, state: Path, args: argparse.Namespace, figures: lis
         if mem:
             fig.standalone = {
                 "seconds": mem.get("seconds") or 0.0,
+                "table_s": walls.get(fig.table, 0.0),
                 "first_bytes": mem["first_bytes"],
                 "peak_bytes": mem["peak_bytes"],
                 "growth_bytes": mem["peak_bytes"] - mem["first_bytes"],
@@ -559,7 +609,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scale", type=float, default=1.0, help="synthetic scale; 1.0 = 19.3 million rows (default 1.0)")
     p.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
-    p.add_argument("--tables", nargs="*", default=[], help="only these tables (default: every source table)")
+    p.add_argument("--tables", nargs="*", default=[],
+                   help="only these tables: filled, piped and copied (default: every table)")
     p.add_argument("--memory-budget-mib", type=int, default=128, help="DAG param memory_budget_mib (default 128)")
     p.add_argument("--conf", default="{}", help='more DAG run conf as JSON, e.g. \'{"parallel_ranges": 2}\'')
     p.add_argument("--standalone", action="store_true", help="also run the DAG once under airflow standalone")
@@ -582,8 +633,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when the DAG run succeeded and every count is exact, 1 otherwise, 2 on no disk."""
     p = parser()
     args = p.parse_args(argv)
-    if args.standalone and args.tables:
-        p.error("--standalone checks every source table: leave out --tables")
+    if args.standalone and args.tables and args.skip_fill:
+        # the standalone run copies and checks every source table; a fresh fill holds only --tables
+        p.error("--standalone with --tables fills only those tables: leave out --skip-fill")
     args.argv = None if argv is None else list(argv)
     args.stem = args.stem or f"full_scale_scale{args.scale:g}"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -227,13 +227,14 @@ def record_run(
     whose target holds other than ``expected_rows`` rows is recorded as failed (seconds None).
 
     Args:
-        counted_rows: rows found in the target (ignored when the child failed).
+        counted_rows: rows found in the target (ignored when the child failed); None for a method
+            that writes nothing (``target="none"``): the rows it reports reading count.
     """
     ok = bool(result.get("ok"))
     rec = RunRecord(table, key, repeat, order, result.get("seconds") if ok else None, error=result.get("error"))
     if not ok:
         return rec
-    rec.rows = int(counted_rows or 0)
+    rec.rows = int(result["rows"]) if counted_rows is None else int(counted_rows)
     rec.capped = bool(result["capped"])
     rec.peak_rss_bytes = int(result["peak_rss_bytes"])
     rec.baseline_rss_bytes = int(result["baseline_rss_bytes"])
@@ -249,7 +250,7 @@ def execute_plan(
     *,
     context: Callable[[str, str], RunContext],
     reset: Callable[[str, str], None],
-    count: Callable[[str, str], int],
+    count: Callable[[str, str], int | None],
     expected_rows: dict[str, int],
     env: dict[str, str] | None = None,
 ) -> list[RunRecord]:

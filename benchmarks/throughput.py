@@ -180,7 +180,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Path]:
             target.execute(f'DROP SCHEMA IF EXISTS "{DLT_DATASET}" CASCADE')
             target.execute("CHECKPOINT")  # the previous run's dirty pages are not the next run's cost
 
-        def count_copied(table: str, key: str) -> int:
+        def count_copied(table: str, key: str) -> int | None:
+            if METHODS[key].target == "none":
+                return None
             if METHODS[key].target == "dlt":
                 name = f'"{DLT_DATASET}"."{table.lower()}"'
             else:

@@ -30,7 +30,8 @@ class MethodInfo:
         variant: passed to ``run`` as ``ctx.variant`` (one module can serve several variants).
         capped: True when the method stops after ``ctx.time_cap_s`` seconds and reports the rate
             reached (slow row-by-row methods).
-        target: ``table`` (writes into the prepared target table) or ``dlt`` (dlt makes its own).
+        target: ``table`` (writes into the prepared target table), ``dlt`` (dlt makes its own)
+            or ``none`` (writes nothing: the rows it reports are the rows it read).
         source_dialect: dialect of the server the method reads (``postgresql`` or ``mssql``).
         target_dialect: dialect of the server the method writes (``postgresql`` or ``mssql``).
     """
@@ -59,6 +60,9 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("ours_spill", 2, "2c our pipeline, spill forced (1 MiB)", "ours", "spill"),
         MethodInfo("ours_parallel", 2, "2d our pipeline, 2 parallel key ranges", "ours", "parallel2"),
         MethodInfo("adbc_naive", 3, "3 ADBC fetch_arrow_table + adbc_ingest", "adbc_naive"),
+        MethodInfo("driver_read", 3, "3b ADBC read only, batches dropped (driver floor)", "driver_floor", "read",
+                   target="none"),
+        MethodInfo("driver_ingest", 3, "3c ADBC ingest only, from memory (driver floor)", "driver_floor", "ingest"),
         MethodInfo("csv_spool", 4, "4 CSV in SpooledTemporaryFile + COPY csv", "csv_spool"),
         MethodInfo("executemany", 5, "5a INSERT executemany (psycopg)", "insert_chunks", "executemany", capped=True),
         MethodInfo("values", 5, "5b multi-row INSERT VALUES (psycopg)", "insert_chunks", "values", capped=True),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["RunContext", "Outcome", "Deadline", "DLT_DATASET"]
 
@@ -36,6 +37,8 @@ class RunContext:
         work_dir: scratch directory for spill files, dlt pipelines and profiles.
         profile_path: when set, the method's copy runs under pyinstrument and the HTML/text
             profile is written there (method 2 only).
+        prepared: what the method module's optional ``prepare(ctx)`` returned; the child calls
+            it before the timer (the driver floors read their input there).
     """
 
     table: str
@@ -52,6 +55,7 @@ class RunContext:
     airflow_conn_ids: tuple[str, str] = ("bench_source", "bench_target")
     work_dir: str = "/tmp"
     profile_path: str | None = None
+    prepared: Any = None
 
 
 @dataclass

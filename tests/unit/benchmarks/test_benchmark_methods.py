@@ -123,3 +123,31 @@ def test_time_cap_stops_after_the_first_chunk_and_commits_it(bench_dbs, tmp_path
     assert outcome.capped is True
     assert outcome.rows == chunk
     assert _digest(dst, "Posts")[0] == chunk
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_driver_floors_read_every_row_and_ingest_them_unchanged(bench_dbs, tmp_path, table: str) -> None:
+    """3b reads every row and writes nothing; 3c's input is read by ``prepare`` in the child
+    before the timer, and the ingest leaves the target equal to the source."""
+    from benchmarks.methods.child import run_in_child
+
+    src, dst, info = bench_dbs
+    _prepare(dst, info[table][0])
+    read = run_in_child("driver_read", _ctx(bench_dbs, table, tmp_path=tmp_path), timeout_s=120)
+    assert read["ok"] is True, read.get("error")
+    assert read["rows"] == info[table][2]
+    assert _digest(dst, table)[0] == 0  # the read wrote nothing
+    ingest = run_in_child("driver_ingest", _ctx(bench_dbs, table, tmp_path=tmp_path), timeout_s=120)
+    assert ingest["ok"] is True, ingest.get("error")
+    assert ingest["rows"] == info[table][2] and ingest["extra"]["arrow_bytes"] > 0
+    assert _digest(dst, table) == _digest(src, table)
+
+
+def test_record_run_counts_the_rows_a_write_nothing_method_read() -> None:
+    from benchmarks.harness import record_run
+
+    result = {"ok": True, "seconds": 1.5, "rows": 10, "capped": False, "extra": {}, "peak_rss_bytes": 1,
+              "baseline_rss_bytes": 1}
+    assert record_run("Votes", "driver_read", 0, 0, result, None, 10).seconds == 1.5
+    short = record_run("Votes", "driver_read", 0, 0, {**result, "rows": 9}, None, 10)
+    assert short.seconds is None and "9 rows" in short.error

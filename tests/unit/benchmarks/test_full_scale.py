@@ -6,7 +6,15 @@ import shutil
 
 import pytest
 
-from benchmarks.full_scale import DiskSpaceError, TableFigures, audit_by_table, check_disk, render_markdown, summarize
+from benchmarks.full_scale import (
+    DiskSpaceError,
+    TableFigures,
+    audit_by_table,
+    check_disk,
+    render_markdown,
+    summarize,
+    table_walls,
+)
 
 
 def test_check_disk_refuses_with_both_figures_and_what_to_do(tmp_path):
@@ -56,3 +64,40 @@ def test_audit_by_table_adds_a_split_table_s_ranges_to_its_finish():
         ("Votes", 42, 1.5, None, 200),
     ]
     assert audit_by_table(rows) == {"Posts": (1000, 24.5, 10, 310), "Votes": (42, 1.5, 0, 200)}
+
+
+def _ti(task_id: str, unit: str | None, start: str, end: str | None) -> dict:
+    return {"task_id": task_id, "map_index": 0 if unit else -1, "rendered_map_index": unit,
+            "start_date": f"2026-12-04T10:{start}Z", "end_date": end and f"2026-12-04T10:{end}Z"}
+
+
+def test_table_walls_run_from_the_first_range_start_to_the_finish_end():
+    tis = [
+        _ti("plan", None, "00:00", "00:05"),
+        _ti("copy", "Posts[1:501)", "00:10", "03:00"),
+        _ti("copy", "Posts[501:1001)", "00:12", "03:20"),
+        _ti("finish", "Posts", "03:25", "03:55"),
+        _ti("copy", "Votes", "00:11", "00:41"),
+        _ti("copy", "Users", "00:30", None),  # still running: no wall
+        _ti("validate", None, "04:00", "04:10"),
+    ]
+    assert table_walls(tis) == {"Posts": 225.0, "Votes": 30.0}
+
+
+def test_render_markdown_gives_each_table_s_standalone_wall_against_its_pipe():
+    figs = _figures()
+    figs[0].standalone = {"seconds": 3.0, "table_s": 2.4, "first_bytes": 0, "peak_bytes": 0}
+    meta = {
+        "scale": 1.0, "command": "c", "started": "t0", "finished": "t1",
+        "machine": {"cores_logical": 2, "cpu_model": "cpu", "memory_bytes": 24 * 2**30}, "load_avg_before": [0.1],
+        "fill": {"seconds": 1.0, "peak_rss_bytes": 1}, "memory_budget_mib": 128, "conf": {},
+        "dags_test_peak_rss_bytes": 1,
+        "standalone": {"parallelism": 16, "conf": {"partition_as": "tasks"}, "state": "finished", "ok": True,
+                       "run_s": 9.0, "memory": {"total_bytes": 2**30, "tasks_at_once": 2},
+                       "task_memory": {"copy[Posts[1:501)]": {"seconds": 3.0, "first_bytes": 2**20,
+                                                              "peak_bytes": 3 * 2**20}},
+                       "copy_growth_bytes": {"Posts": 5 * 2**20}},
+    }
+    page = render_markdown(meta, figs, summarize(figs, 8.0))
+    assert "| Posts | 3.0 | 2.4 | 0.80 |" in page
+    assert "| copy[Posts[1:501)] | 3.0 | 1 | 3 | 2 | 5 |" in page
