@@ -239,6 +239,7 @@ def record_run(
     rec.peak_rss_bytes = int(result["peak_rss_bytes"])
     rec.baseline_rss_bytes = int(result["baseline_rss_bytes"])
     rec.extra = dict(result["extra"])
+    rec.cpu_s = result.get("cpu_s")
     if not rec.capped and rec.rows != expected_rows:
         rec.error = f"target holds {rec.rows} rows, source {expected_rows}"
         rec.seconds = None

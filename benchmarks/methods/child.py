@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 def child_main(key: str, ctx: RunContext, env: dict[str, str], conn: Connection) -> None:
     """Body of the child process: import the method, time ``run``, send a dict back on ``conn``.
 
-    The dict holds ``ok``, ``seconds`` (wall, seconds), ``rows``, ``capped``, ``extra``,
+    The dict holds ``ok``, ``seconds`` (wall, seconds), ``cpu_s`` (the process's user + system
+    CPU seconds over the same span, every thread), ``rows``, ``capped``, ``extra``,
     ``baseline_rss_bytes`` (RSS after imports, before the copy), ``peak_rss_bytes`` (bytes) and, on
     failure, ``error`` (the exception's text and traceback).
     """
@@ -43,13 +44,14 @@ def child_main(key: str, ctx: RunContext, env: dict[str, str], conn: Connection)
         if hasattr(module, "prepare"):  # untimed setup (the driver floors' input)
             ctx = replace(ctx, prepared=module.prepare(ctx))
         baseline = current_rss_bytes()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         outcome = module.run(ctx)
-        seconds = time.perf_counter() - started
+        seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         conn.send(
             {
                 "ok": True,
                 "seconds": seconds,
+                "cpu_s": cpu_s,
                 "rows": outcome.rows,
                 "capped": outcome.capped,
                 "extra": outcome.extra,

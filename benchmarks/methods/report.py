@@ -9,6 +9,9 @@ Figures per (table, method) over its repetitions:
 * ``mb_per_s``: median of each run's row-data bytes / seconds / 1e6, where a run's row-data bytes
   are the table's ``COPY ... (FORMAT binary)`` bytes x rows copied / table rows (MB = 10^6 bytes).
 * ``peak_rss_bytes``: the highest peak RSS of the copying process over the runs (bytes).
+* ``cpu_s``: median CPU seconds (user + system, all threads) of the copying process during the
+  timed copy (seconds); the database servers' CPU is not in it. On a machine with few cores, a
+  method's wall time is bounded below by its CPU plus the servers' CPU over the cores.
 * ``ratio_to_pipe``: median seconds per row of the method / median seconds per row of method 1 in
   the same run of the benchmark: the time the method would need for the whole table, as a
   multiple of the pipe's. For uncapped methods it is the ratio of median wall seconds.
@@ -45,6 +48,7 @@ class RunRecord:
         baseline_rss_bytes: RSS of that process after imports, before the copy (bytes).
         extra: the method's own figures.
         error: the failure text, or None.
+        cpu_s: CPU seconds (user + system) of the copying process during the copy (seconds).
     """
 
     table: str
@@ -58,6 +62,7 @@ class RunRecord:
     baseline_rss_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    cpu_s: float | None = None
 
 
 @dataclass
@@ -77,6 +82,7 @@ class Summary:
     mb_per_s: float | None
     peak_rss_bytes: int
     ratio_to_pipe: float | None
+    cpu_s: float | None = None
 
 
 def plan_runs(tables: Sequence[str], methods: Sequence[str], repeats: int) -> list[tuple[str, int, str]]:
@@ -152,6 +158,7 @@ def summarize(
                 mb_per_s=statistics.median(mbs) if mbs else None,
                 peak_rss_bytes=max((r.peak_rss_bytes for r in ok), default=0),
                 ratio_to_pipe=ratio,
+                cpu_s=statistics.median(cpus) if (cpus := [r.cpu_s for r in ok if r.cpu_s is not None]) else None,
             )
         )
     return out
@@ -162,12 +169,12 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def markdown_table(summaries: Sequence[Summary], labels: dict[str, str], ratio_header: str = "x pipe") -> str:
-    """A Markdown table, one row per (table, method): median [min-max] s, rows/s, MB/s, peak RSS
-    (MiB), ratio to the reference method (column ``ratio_header``); capped methods are marked and
-    report the rate they reached."""
+    """A Markdown table, one row per (table, method): median [min-max] s, the copying process's
+    median CPU s, rows/s, MB/s, peak RSS (MiB), ratio to the reference method (column
+    ``ratio_header``); capped methods are marked and report the rate they reached."""
     lines = [
-        f"| table | method | rows copied | median s [min-max] | rows/s | MB/s | peak RSS MiB | {ratio_header} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| table | method | rows copied | median s [min-max] | CPU s | rows/s | MB/s | peak RSS MiB | {ratio_header} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         label = labels.get(s.method, s.method) + (" (time-capped)" if s.capped else "")
@@ -177,7 +184,7 @@ def markdown_table(summaries: Sequence[Summary], labels: dict[str, str], ratio_h
             f"{s.seconds_median:.2f} [{s.seconds_min:.2f}-{s.seconds_max:.2f}]" if s.seconds_median is not None else "n/a"
         )
         lines.append(
-            f"| {s.table} | {label} | {s.rows:,} | {span} | {_fmt(s.rows_per_s, ',.0f')} | "
+            f"| {s.table} | {label} | {s.rows:,} | {span} | {_fmt(s.cpu_s, '.2f')} | {_fmt(s.rows_per_s, ',.0f')} | "
             f"{_fmt(s.mb_per_s, '.1f')} | {s.peak_rss_bytes / 2**20:.0f} | {_fmt(s.ratio_to_pipe, '.2f')} |"
         )
     return "\n".join(lines) + "\n"

@@ -95,8 +95,8 @@ def test_results_files_hold_the_figures(tmp_path) -> None:
     assert [r["method"] for r in data["runs"]] == ["pipe", "ours"]
     assert data["summaries"][1]["ratio_to_pipe"] == pytest.approx(1.5)
     md = paths["md"].read_text()
-    assert "| Posts | 1 pipe | 1,000 | 1.00 [1.00-1.00] | 1,000 | 2.0 | 50 | 1.00 |" in md
-    assert "| Posts | ours | 1,000 | 1.50 [1.50-1.50] | 667 | 1.3 | 120 | 1.50 |" in md
+    assert "| Posts | 1 pipe | 1,000 | 1.00 [1.00-1.00] | n/a | 1,000 | 2.0 | 50 | 1.00 |" in md
+    assert "| Posts | ours | 1,000 | 1.50 [1.50-1.50] | n/a | 667 | 1.3 | 120 | 1.50 |" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -128,3 +128,12 @@ def test_registry_has_every_issue_method_and_the_pipe() -> None:
     assert METHODS[PIPE_KEY].number == 1
     assert {m.number for m in METHODS.values()} == {1, 2, 3, 4, 5, 6, 7}
     assert {m.variant for m in METHODS.values() if m.module == "ours"} == {"default", "no_overlap", "spill", "parallel2"}
+
+
+def test_cpu_seconds_are_the_median_of_the_runs_that_measured_them():
+    recs = [_rec("ours", 2.0), _rec("ours", 3.0), _rec("ours", 4.0), _rec("ours", None)]
+    for rec, cpu in zip(recs, (1.25, 0.5, None, 9.0), strict=True):
+        rec.cpu_s = cpu
+    (s,) = summarize(recs, {"Posts": 1000}, {"Posts": 2_000_000})
+    assert s.cpu_s == pytest.approx(0.875)  # the failed run's 9.0 and the unmeasured run are left out
+    assert "| 3.00 [2.00-4.00] | 0.88 |" in markdown_table([s], {})

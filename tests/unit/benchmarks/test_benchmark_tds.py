@@ -196,7 +196,7 @@ def test_results_carry_preamble_and_the_reference_header(tmp_path) -> None:
     md = paths["md"].read_text()
     assert md.startswith("# Loader throughput: tds\n\n**Babelfish figures.**\n\n")
     assert "| peak RSS MiB | x pymssql_copy |" in md
-    assert "| Posts | ours_bulk | 100 | 3.00 [3.00-3.00] | 33 | 0.3 | 0 | 3.00 |" in md
+    assert "| Posts | ours_bulk | 100 | 3.00 [3.00-3.00] | n/a | 33 | 0.3 | 0 | 3.00 |" in md
     assert json.loads(paths["json"].read_text())["meta"]["reference"] == TDS_REFERENCE_KEY
 
 
