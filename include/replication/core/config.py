@@ -50,8 +50,14 @@ re-created table."""
 LOAD_MODES: tuple[str, ...] = get_args(LoadMode)
 DEFAULT_LOCK_WAIT_S = 60.0
 """Seconds a copy waits for another copy of the same table to finish before failing (retryable)."""
-IN_FLIGHT_BATCHES = 12
-"""Batches' worth of memory the copy stages hold outside the buffer (see ``buffer_budget_bytes``)."""
+IN_FLIGHT_BATCHES = 16
+"""Batches' worth of memory the copy stages hold outside the buffer (see ``buffer_budget_bytes``).
+
+12 from the stages measured one by one at 8 MiB batches; raised to 16 because a whole copy at the
+default 4 MiB batches holds more: synthetic Posts at scale 1 (spilling 1.9 GB), copied as two key
+ranges under ``airflow standalone``, grew 194 MiB over its starting RSS at the 128 MiB budget
+(budget + 66 MiB; ``benchmarks/results/full_scale_scale1_posts.md``). At scale 0.1, three
+interleaved fresh-process copies each: 183-186 MiB with 12, 167-168 MiB with 16, same speed."""
 TargetCase = Literal["preserve", "lower"]
 """How target identifiers are spelled (``core.naming``): ``preserve`` keeps the source's spelling
 (``"Posts"."CreationDate"``, quoted in PostgreSQL); ``lower`` lower-cases table, column, index and
@@ -128,8 +134,9 @@ class CopySettings:
         Besides the buffer, the stages of a copy each hold batches of their own: the reader's
         current batch and re-chunking, the Parquet spill writer, the spill read-ahead, the COPY
         writer. Measured one by one in fresh processes (benchmarks/results/memory_benchmark.md),
-        they came to about ``IN_FLIGHT_BATCHES`` (12) batches' worth of memory at 8 MiB batches
-        (reader 2.3, spill writer 2.5, spill reader 4.2, COPY writer 3.5). Reserving them keeps
+        they came to about 12 batches' worth of memory at 8 MiB batches (reader 2.3, spill writer
+        2.5, spill reader 4.2, COPY writer 3.5); a whole copy at 4 MiB batches needs more, so
+        ``IN_FLIGHT_BATCHES`` (16) are reserved (64 MiB at the default). Reserving them keeps
         the whole task, not just the buffer, within ``memory_budget_bytes`` of row data. Never
         less than two batches.
         """

@@ -159,6 +159,26 @@ def test_schema_and_values_survive_the_parquet_round_trip(tmp_path: Path, field:
     assert got[1].column(1).to_pylist() == expected
 
 
+def test_a_buffered_slice_does_not_pin_its_larger_parent_batch(tmp_path: Path) -> None:
+    """A source that yields 4 MB slices of 40 MB batches (the synthetic generator's chunks) made
+    every slice held in memory keep its whole parent alive: the buffer counted 4 MB and the process
+    held 40 MB (the scale 1 Posts fill peaked at 470 MiB at a 128 MiB budget). Held slices are
+    compacted: once the source drops its parent, only the slice's own bytes stay allocated."""
+    pool = pa.default_memory_pool()
+    parent = posts(0, 40_000, body_len=1000)  # ~40 MB
+    with SpillingBuffer(SCHEMA, budget_bytes=64 * MIB, spill_root=tmp_path, label="dbo.Posts") as buf:
+        slices = [parent.slice(i * 4000, 4000) for i in range(2)]  # 2 x ~4 MB, held in memory
+        for piece in slices:
+            buf.put(piece)
+        assert buf.stats.spill_batches == 0
+        expected = [pa.record_batch(s.to_pydict(), schema=SCHEMA) for s in slices]
+        held = sum(batch_nbytes(s) for s in slices)
+        del parent, slices, piece
+        assert pool.bytes_allocated() < held + 4 * MIB + sum(batch_nbytes(e) for e in expected)
+        buf.close()
+        assert_same(drain(buf), expected)
+
+
 def test_edge_sizes_exactly_the_budget_and_budget_plus_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     batches = stream(4)
     per = batch_nbytes(batches[0])
