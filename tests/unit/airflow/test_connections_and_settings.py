@@ -76,7 +76,8 @@ def test_copy_settings_from_params():
     assert CopySettings.from_params({"memory_budget_mib": 1024}).batch_bytes == 8 * MiB
     assert CopySettings.from_params({"memory_budget_mib": 1}).batch_bytes == 64 * 1024
     assert CopySettings().buffer_budget_bytes == 128 * MiB - 16 * 4 * MiB  # 64 MiB in the buffer
-    assert CopySettings.from_params({"memory_budget_mib": 1}).buffer_budget_bytes == 256 * 1024
+    # 1 MiB - 16 x 64 KiB in flight leaves nothing: the floor of two batches
+    assert CopySettings.from_params({"memory_budget_mib": 1}).buffer_budget_bytes == 2 * 64 * 1024
     tight = CopySettings(memory_budget_bytes=2 * MiB, batch_bytes=512 * 1024)
     assert tight.buffer_budget_bytes == 1 * MiB  # never less than two batches
     with pytest.raises(ConfigurationError):
