@@ -294,7 +294,8 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
             "`rss_growth_bytes` (the rise during the copy itself, above the RSS when it began).",
             "",
             "Per table: its wall seconds under the scheduler (first start of its copy task instances to the "
-            "last end of those and of its `finish`), next to the pipe (copy + keys) of the same run.",
+            "last end of those and of its `finish`), next to the pipe (copy + keys) of the same run; telling "
+            "for a table run alone (`--tables`): tables started together share the cores and the task slots.",
             "",
             "| table | pipe s | standalone s | x pipe |",
             "|---|---:|---:|---:|",
