@@ -39,7 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from include.replication.core.batching import batch_nbytes
+from include.replication.core.batching import batch_nbytes, unpinned_batch
 from include.replication.core.config import DEFAULT_MEMORY_BUDGET_MIB, MiB, default_spill_root
 from include.replication.core.errors import ConfigurationError, ReplicationError
 from include.replication.core.metrics import format_bytes
@@ -97,24 +97,6 @@ class BufferStats:
     spill_arrow_bytes: int = 0
     spill_bytes: int = 0
     empty_batches: int = 0
-
-
-PIN_SLACK_BYTES = 64 * 1024
-"""A batch whose buffers exceed twice its own bytes plus this is a slice pinning a larger parent."""
-
-
-def _unpinned(batch: pa.RecordBatch, nbytes: int) -> pa.RecordBatch:
-    """``batch``, or a compact copy of it when it is a slice of a much larger parent batch.
-
-    The buffer accounts a batch by the bytes it references (:func:`batch_nbytes`), but a
-    zero-copy slice keeps its parent's whole buffers alive: a source yielding 4 MB slices of
-    40 MB batches (the synthetic generator's fixed chunks) made the process hold ten times what
-    the buffer counted (the scale 1 Posts fill peaked at 470 MiB at a 128 MiB budget). The copy
-    costs one pass over the slice's bytes and happens only for such slices.
-    """
-    if batch.get_total_buffer_size() <= 2 * nbytes + PIN_SLACK_BYTES:
-        return batch
-    return pa.RecordBatch.from_arrays([pa.concat_arrays([column]) for column in batch.columns], schema=batch.schema)
 
 
 class _SpillFile:
@@ -289,7 +271,7 @@ class SpillingBuffer:
                 self._s["empty_batches"] += 1
             return
         nbytes = batch_nbytes(batch)
-        batch = _unpinned(batch, nbytes)
+        batch = unpinned_batch(batch, nbytes)  # a held slice must not keep a larger parent alive
         with self._cond:
             self._s["batches_in"] += 1
             self._s["rows_in"] += batch.num_rows

@@ -56,7 +56,8 @@ IN_FLIGHT_BATCHES = 16
 12 from the stages measured one by one at 8 MiB batches; raised to 16 because a whole copy at the
 default 4 MiB batches holds more: synthetic Posts at scale 1 (spilling 1.9 GB), copied as two key
 ranges under ``airflow standalone``, grew 194 MiB over its starting RSS at the 128 MiB budget
-(budget + 66 MiB; ``benchmarks/results/full_scale_scale1_posts.md``). At scale 0.1, three
+(budget + 66 MiB; the first ``benchmarks/results/full_scale_scale1_posts.md``, commit f16d488;
+with 16 the rerun grew 166 MiB). At scale 0.1, three
 interleaved fresh-process copies each: 183-186 MiB with 12, 167-168 MiB with 16, same speed."""
 TargetCase = Literal["preserve", "lower"]
 """How target identifiers are spelled (``core.naming``): ``preserve`` keeps the source's spelling

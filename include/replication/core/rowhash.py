@@ -14,7 +14,7 @@ and mixed (``splitmix64``) with the length: a good checksum of accidental differ
 not a cryptographic one. Transient memory of a string column is about 6 bytes per byte of text
 in the slice being hashed (at most :data:`SLICE_BYTES`, or one larger value alone).
 
-Pure logic: numpy and pyarrow only, no database driver.
+Pure logic: numpy and pyarrow only (and the allocator constant), no database driver.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from include.replication.core.allocators import MMAP_THRESHOLD_BYTES
+
 __all__ = ["SLICE_BYTES", "Digest", "row_hashes", "column_hashes", "digest_batch"]
 
-SLICE_BYTES = 96 << 10
-"""Most bytes of text hashed at once (bytes); a batch with more is hashed in row slices.
+SLICE_BYTES = MMAP_THRESHOLD_BYTES * 3 // 4
+"""Most bytes of text hashed at once (bytes, 96 KiB); a batch with more is hashed in row slices.
 
-Below glibc's mmap threshold as the copy pins it (128 KiB, :mod:`.allocators`): every temporary of
+Below glibc's mmap threshold as the copy pins it (:data:`.allocators.MMAP_THRESHOLD_BYTES`): every temporary of
 a slice (the slice's bytes, one index and one word per 8 bytes, one entry per row) is then a heap
 block reused by the next slice. At 1 MiB each temporary was a fresh mmap, page-faulted in and
 unmapped again: measured on synthetic Posts read from PostgreSQL (507 MB), 594,000 minor page
