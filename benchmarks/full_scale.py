@@ -58,6 +58,7 @@ __all__ = [
     "TableFigures",
     "summarize",
     "audit_by_table",
+    "dags_test_task_starts",
     "render_markdown",
     "run",
     "main",
@@ -154,18 +155,21 @@ class TableFigures:
         return self.pipe_copy_s + self.pipe_keys_s
 
 
-def summarize(tables: Sequence[TableFigures], dag_wall_s: float | None) -> dict[str, Any]:
+def summarize(tables: Sequence[TableFigures], dag_wall_s: float | None, *, airflow_start_s: float = 0.0) -> dict[str, Any]:
     """Totals and ratios of a run.
 
     Args:
         tables: per-table figures.
         dag_wall_s: wall seconds of the whole ``airflow dags test`` process, or None.
+        airflow_start_s: seconds of that wall that ``airflow dags test`` itself spent starting task
+            instances (``dags_test_task_starts(...)["start_s"]``).
 
     Returns:
         ``rows``, ``pipe_s`` (sum of per-table pipe + key seconds), ``dag_tasks_s`` (sum of the copy
         tasks' seconds), ``dag_wall_s``, ``wall_x_pipe`` (DAG wall / summed pipe; the target is
-        <= 1.3), ``exact`` (every table's target count equals its source count), and per table
-        ``x_pipe`` (DAG task seconds / pipe seconds).
+        <= 1.3), ``wall_less_starts_x_pipe`` (the same without ``airflow_start_s``), ``exact`` (every
+        table's target count equals its source count), and per table ``x_pipe`` (DAG task seconds /
+        pipe seconds).
     """
     pipe = [t.pipe_s for t in tables]
     pipe_total = sum(p for p in pipe if p is not None) if all(p is not None for p in pipe) else None
@@ -176,6 +180,8 @@ def summarize(tables: Sequence[TableFigures], dag_wall_s: float | None) -> dict[
         "dag_tasks_s": dag_tasks,
         "dag_wall_s": dag_wall_s,
         "wall_x_pipe": (dag_wall_s / pipe_total) if dag_wall_s and pipe_total else None,
+        "airflow_start_s": airflow_start_s,
+        "wall_less_starts_x_pipe": ((dag_wall_s - airflow_start_s) / pipe_total) if dag_wall_s and pipe_total else None,
         "exact": all(t.target_rows == t.rows for t in tables),
         "x_pipe": {t.table: (t.dag_s / t.pipe_s) if t.dag_s and t.pipe_s else None for t in tables},
     }
@@ -232,6 +238,61 @@ def table_walls(task_instances: Sequence[Mapping[str, Any]]) -> dict[str, float]
     return {t: (ends[t] - starts[t]).total_seconds() for t in starts}
 
 
+DAGS_TEST_RUNNING = "[DAG TEST] running task"
+DAGS_TEST_STARTED = "Task started"
+DAGS_TEST_END = "[DAG TEST] end task"
+
+
+def dags_test_task_starts(log_lines: Sequence[str]) -> dict[str, Any]:
+    """Airflow's own cost of starting each task instance under ``airflow dags test``, read from its log.
+
+    ``dag.test()`` (Airflow 3.1, ``airflow/sdk/definitions/dag.py`` ``_run_task``) runs each task
+    instance through ``run_task_in_process``, which builds a new in-process Execution API for it
+    (``supervisor.in_process_api_server``); that app's first request, the task's ``start`` call,
+    runs its lifespan (Cadwyn's versioned routers, pydantic schemas) before the log's
+    ``Task started`` line. None of it is this project's code: the time from ``[DAG TEST] running
+    task`` to ``Task started`` is Airflow's, per task instance, whatever the task does.
+
+    Args:
+        log_lines: the ``airflow dags test`` output, one ISO-timestamped line each (others skipped).
+
+    Returns:
+        ``tasks`` (task instances started), ``start_s`` (their summed seconds from ``running task``
+        to ``Task started``), ``mean_start_s``, and ``run_span_s`` (first ``running task`` to the
+        last ``end task``, seconds), all 0 when the log holds no task.
+    """
+    import datetime as dt
+
+    def when(line: str) -> dt.datetime | None:
+        try:
+            return dt.datetime.fromisoformat(line[:26])
+        except ValueError:
+            return None
+
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+    running: dt.datetime | None = None
+    starts: list[float] = []
+    for line in log_lines:
+        t = when(line)
+        if t is None:
+            continue
+        if DAGS_TEST_RUNNING in line:
+            running = t
+            first = first or t
+        elif DAGS_TEST_STARTED in line and running is not None:
+            starts.append((t - running).total_seconds())
+            running = None
+        elif DAGS_TEST_END in line:
+            last = t
+    return {
+        "tasks": len(starts),
+        "start_s": sum(starts),
+        "mean_start_s": sum(starts) / len(starts) if starts else 0.0,
+        "run_span_s": (last - first).total_seconds() if first and last else 0.0,
+    }
+
+
 def _mb_s(nbytes: int, seconds: float | None) -> str:
     return f"{nbytes / 1e6 / seconds:.0f}" if seconds else "-"
 
@@ -275,6 +336,17 @@ def render_markdown(meta: Mapping[str, Any], tables: Sequence[TableFigures], sum
         f"**{_f(summary['wall_x_pipe'], '.2f')}x** the summed pipe (target <= 1.3x). Every count exact: "
         f"{'yes' if summary['exact'] else 'NO'}.",
     ]
+    starts = meta.get("dags_test_task_starts")
+    if starts and starts.get("tasks"):
+        lines += [
+            "",
+            f"Of that wall, {_f(starts['start_s'])} s ({starts['tasks']} task instances, {starts['mean_start_s']:.2f} s "
+            "each) pass between `[DAG TEST] running task` and the task's `Task started`: `airflow dags test` builds a "
+            "new in-process Execution API for every task instance (its lifespan builds Cadwyn's versioned routers), "
+            "whatever the task does. Without it the wall is "
+            f"**{_f(summary.get('wall_less_starts_x_pipe'), '.2f')}x** the summed pipe; under a scheduler "
+            "(`--standalone`) task processes start differently.",
+        ]
     sa = meta.get("standalone")
     if sa:
         from include.replication.core.partition import parse_unit
@@ -509,7 +581,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep_pg:
             server.stop()
 
-    summary = summarize(figures, wall)
+    starts = dags_test_task_starts(log_file.read_text(errors="replace").splitlines())
+    summary = summarize(figures, wall, airflow_start_s=starts["start_s"])
     meta = {
         "title": f"full scale {args.scale:g}",
         "command": "python -m benchmarks.full_scale " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
@@ -528,6 +601,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dags_test_exit_code": code,
         "dags_test_log": str(log_file),
         "dags_test_peak_rss_bytes": peak_tree,
+        "dags_test_task_starts": starts,
         "standalone": standalone,
     }
     results = {"meta": meta, "tables": [asdict(t) | {"pipe_s": t.pipe_s} for t in figures], "summary": summary}

@@ -11,6 +11,7 @@ from benchmarks.full_scale import (
     TableFigures,
     audit_by_table,
     check_disk,
+    dags_test_task_starts,
     render_markdown,
     summarize,
     table_walls,
@@ -101,3 +102,43 @@ def test_render_markdown_gives_each_table_s_standalone_wall_against_its_pipe():
     page = render_markdown(meta, figs, summarize(figs, 8.0))
     assert "| Posts | 3.0 | 2.4 | 0.80 |" in page
     assert "| copy[Posts[1:501)] | 3.0 | 1 | 3 | 2 | 5 |" in page
+
+
+# Lines of a real `airflow dags test` log (full scale 1.0, 2026-12-04), shortened after the logger.
+DAGS_TEST_LOG = """\
+2026-12-04T19:52:25.195549Z [info     ] Filling up the DagBag from /work/main/dags [airflow.models.dagbag.DagBag]
+2026-12-04T19:52:26.255391Z [info     ] [DAG TEST] starting task_id=plan map_index=-1 [airflow.sdk.definitions.dag]
+2026-12-04T19:52:26.255762Z [info     ] [DAG TEST] running task <TaskInstance: replicate_stackoverflow_to_postgres.plan>
+2026-12-04T19:52:28.421074Z [info     ] Task started                   [airflow.api_fastapi.execution_api.routes.task_instances]
+Traceback lines and other untimed output are skipped
+2026-12-04T19:52:28.876736Z [info     ] [DAG TEST] end task task_id=plan map_index=-1 [airflow.sdk.definitions.dag]
+2026-12-04T19:52:31.922098Z [info     ] [DAG TEST] running task <TaskInstance: replicate_stackoverflow_to_postgres.ranged>
+2026-12-04T19:52:33.871079Z [info     ] Task started                   [airflow.api_fastapi.execution_api.routes.task_instances]
+2026-12-04T19:52:33.967376Z [info     ] [DAG TEST] end task task_id=ranged map_index=-1 [airflow.sdk.definitions.dag]
+"""
+
+
+def test_dags_test_task_starts_sums_airflow_s_own_start_of_each_task_instance():
+    starts = dags_test_task_starts(DAGS_TEST_LOG.splitlines())
+    assert starts["tasks"] == 2
+    assert starts["start_s"] == pytest.approx(2.165312 + 1.948981)
+    assert starts["mean_start_s"] == pytest.approx((2.165312 + 1.948981) / 2)
+    assert starts["run_span_s"] == pytest.approx(7.711614)
+    assert dags_test_task_starts(["no timestamps here"]) == {
+        "tasks": 0, "start_s": 0.0, "mean_start_s": 0.0, "run_span_s": 0.0,
+    }
+
+
+def test_render_markdown_gives_the_wall_without_airflow_s_task_starts():
+    figs = _figures()
+    meta = {
+        "scale": 1.0, "command": "c", "started": "t0", "finished": "t1",
+        "machine": {"cores_logical": 2, "cpu_model": "cpu", "memory_bytes": 24 * 2**30}, "load_avg_before": [0.1],
+        "fill": {}, "memory_budget_mib": 128, "conf": {}, "standalone": None,
+        "dags_test_task_starts": {"tasks": 2, "start_s": 3.0, "mean_start_s": 1.5, "run_span_s": 7.0},
+    }
+    summary = summarize(figs, 8.0, airflow_start_s=3.0)
+    assert summary["wall_less_starts_x_pipe"] == pytest.approx(5.0 / 4.0)
+    page = render_markdown(meta, figs, summary)
+    assert "**2.00x** the summed pipe" in page
+    assert "3.0 s (2 task instances, 1.50 s each)" in page and "**1.25x** the summed pipe" in page
