@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -586,14 +586,15 @@ class SyntheticSource(Closing):
         return list(self.tables)
 
     def describe(self, table: str, schema: str | None = None) -> TableSpec:
-        """The catalog of ``table`` (:data:`include.stackoverflow.schema.TABLES`).
+        """The catalog of ``table`` (:data:`include.stackoverflow.schema.TABLES`), its ``row_estimate``
+        the rows at this source's scale (:func:`row_count`), as a real catalog's estimate would be.
 
         Raises:
             ConfigurationError: a table this source does not offer.
         """
         if table not in self.tables:
             raise ConfigurationError(f"table {table!r} is not generated here; offered: {', '.join(self.tables)}", table=table)
-        return TABLES[table]
+        return replace(TABLES[table], row_estimate=row_count(table, self.scale))
 
     def count_rows(self, spec: TableSpec) -> int:
         """Rows the table has at this scale (:func:`row_count`)."""

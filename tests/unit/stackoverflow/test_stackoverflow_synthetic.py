@@ -137,6 +137,8 @@ def test_synthetic_source_is_a_source_that_streams_by_bytes() -> None:
         assert source.list_tables() == ["Posts", "Votes"]
         spec = source.describe("Posts")
         assert source.count_rows(spec) == row_count("Posts", 0.0005) and source.key_bounds(spec) is None
+        # the catalog's estimate is this scale's (progress and ETA in the fill's log), not scale 1's
+        assert spec.row_estimate == row_count("Posts", 0.0005) < row_count("Posts", 1.0)
         batches = list(source.read_batches(spec, batch_rows=10_000, batch_bytes=256 * 1024))
         assert sum(b.num_rows for b in batches) == row_count("Posts", 0.0005)
         assert max(b.nbytes for b in batches if b.num_rows > 1) <= 256 * 1024
