@@ -55,7 +55,8 @@ def test_render_markdown_names_the_command_the_ratios_and_a_lost_row():
     }
     page = render_markdown(meta, figs, summarize(figs, 8.0))
     assert "`python -m benchmarks.full_scale --scale 1.0`" in page
-    assert "| Posts | 1,000 | 8 | 2.0 | 1.0 | 3.0 | 3 | 3.6 | 2 | 278 | 1.20 | 0 | yes |" in page
+    assert "| Posts | 1,000 | 8 | 2.00 | 1.00 | 3.00 | 3 | 3.60 | 2 | 278 | 1.20 | 0 | yes |" in page
+    assert "`x pipe` = `DAG s` / `pipe s`" in page and "fixed costs" not in page  # scale 1: no small-scale note
     assert "NO (4999)" in page and "**2.00x** the summed pipe" in page and "Fill: 108.0 s" in page
 
 
@@ -135,10 +136,14 @@ def test_render_markdown_gives_the_wall_without_airflow_s_task_starts():
         "scale": 1.0, "command": "c", "started": "t0", "finished": "t1",
         "machine": {"cores_logical": 2, "cpu_model": "cpu", "memory_bytes": 24 * 2**30}, "load_avg_before": [0.1],
         "fill": {}, "memory_budget_mib": 128, "conf": {}, "standalone": None,
-        "dags_test_task_starts": {"tasks": 2, "start_s": 3.0, "mean_start_s": 1.5, "run_span_s": 7.0},
+        "dags_test_task_starts": {"tasks": 2, "start_s": 1.0, "mean_start_s": 0.5, "run_span_s": 7.0},
     }
-    summary = summarize(figs, 8.0, airflow_start_s=3.0)
-    assert summary["wall_less_starts_x_pipe"] == pytest.approx(5.0 / 4.0)
+    summary = summarize(figs, 8.0, airflow_start_s=1.0)
+    assert summary["wall_less_starts_x_pipe"] == pytest.approx(7.0 / 4.0)
     page = render_markdown(meta, figs, summary)
     assert "**2.00x** the summed pipe" in page
-    assert "3.0 s (2 task instances, 1.50 s each)" in page and "**1.25x** the summed pipe" in page
+    assert "1.0 s (2 task instances, 0.50 s each)" in page and "**1.75x** the summed pipe" in page
+    # 8.0 s wall, 7.0 s from the first task's start to the last's end, 1.0 s of starts, 5.1 s of copies
+    assert "1.0 s outside the tasks" in page and "0.9 s in the tasks" in page
+    small = render_markdown({**meta, "scale": 0.002}, figs, summary)
+    assert "At scale 0.002 the run's fixed costs" in small
