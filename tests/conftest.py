@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -116,6 +117,23 @@ class TdsServer:
         ep = self.endpoint
         return (f"mssql://{quote(ep.user or '', safe='')}:{quote(ep.password or '', safe='')}@{ep.host}:{ep.port}/"
                 f"{quote(database, safe='')}")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs mounted under tmp_path, a file system that fills up for real (unmounted
+    afterwards). Skips without root or where mounting is not allowed (CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.fixture(scope="session")

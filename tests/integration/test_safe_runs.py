@@ -189,6 +189,33 @@ def test_a_killed_target_connection_mid_copy_keeps_the_replica_and_the_retry_rep
     assert _copy(local_pg, src, tgt, "Comments", tmp_path, attempt=2).rows_written == 5000
 
 
+def test_a_full_spill_disk_keeps_the_replica_and_the_retry_with_room_replaces_it(local_pg, fresh_database, tmp_path, tiny_disk):
+    """The spill directory's file system fills up mid-copy (a real 1 MiB tmpfs, ~4.8 MB of hex text
+    through a 1 MiB budget, read before writing so it must spill): one retryable error naming the
+    table and ENOSPC, the previous replica untouched, no staging table, nothing left on the disk."""
+    src, tgt = fresh_database("disk_src"), fresh_database("disk_tgt")
+    _sql(local_pg, src,
+         'CREATE TABLE "Posts" ("Id" integer PRIMARY KEY, "Body" text NOT NULL)',
+         'INSERT INTO "Posts" SELECT g, (SELECT string_agg(md5(g::text || \'-\' || i), \'\') '
+         'FROM generate_series(1, 30) i) FROM generate_series(1, 5000) g')
+    _copy(local_pg, src, tgt, "Posts", tmp_path)
+    before = _table(local_pg, tgt, "Posts")
+    _sql(local_pg, src, 'UPDATE "Posts" SET "Body" = upper("Body") WHERE "Id" % 2 = 0')
+    with open_source(local_pg.endpoint(src)) as source, open_target(local_pg.endpoint(tgt)) as target:
+        spec = source.describe("Posts")
+        settings = CopySettings.from_params({"memory_budget_mib": 1, "spill_root": str(tiny_disk)}, attempt=2)
+        settings = dataclasses.replace(settings, overlap=False)  # batches of 1/16 MiB, all read first: spills
+        with pytest.raises(ReplicationError) as info:
+            copy_table(source, target, spec, settings)
+    assert info.value.retryable is True and "Posts" in str(info.value)
+    assert "No space left on device" in str(info.value) and str(tiny_disk) in str(info.value)
+    assert _table(local_pg, tgt, "Posts").equals(before)
+    assert _sql(local_pg, tgt, "SELECT to_regclass('\"Posts__stage\"')") == [(None,)]
+    assert list(tiny_disk.iterdir()) == []
+    assert _copy(local_pg, src, tgt, "Posts", tmp_path, attempt=3).rows_written == 5000
+    assert _table(local_pg, tgt, "Posts").equals(_table(local_pg, src, "Posts"))
+
+
 def test_truncate_mode_keeps_the_table_and_refuses_a_changed_one(local_pg, replica, tmp_path):
     src, tgt, role = replica
     _sql(local_pg, src, 'UPDATE "Comments" SET "Score" = 0')
