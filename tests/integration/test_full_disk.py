@@ -8,16 +8,22 @@ back) meets the full disk first. The disk is ``tests/conftest.py``'s ``tiny_disk
 
 from __future__ import annotations
 
+import os
 import random
 import string
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from include.replication.core.errors import ReplicationError
+from include.replication.core.config import CopySettings
+from include.replication.core.errors import ReplicationError, TargetError
+from include.replication.core.pipeline import copy_table
 from include.replication.core.transfer import transfer
+from include.replication.dialects.registry import open_source, open_target
+from tests.conftest import run_sql
 
 MIB = 1024 * 1024
 SCHEMA = pa.schema([pa.field("Id", pa.int64(), nullable=False), pa.field("Body", pa.string())])
@@ -58,3 +64,71 @@ def test_a_full_spill_disk_is_one_retryable_error_naming_table_and_file_and_leav
     assert "No space left on device" in text and str(tiny_disk) in text and "spill" in text
     assert sum(written) < 6000  # the copy stopped; it did not go on without the lost batches
     assert list(tiny_disk.iterdir()) == []
+
+
+@pytest.fixture
+def target_on_a_small_disk(tmp_path: Path):
+    """A second embedded PostgreSQL whose data directory sits on a 120 MiB tmpfs (about 95 MiB
+    free after initdb) and whose WAL lives elsewhere, so a large COPY fills the table's own
+    files (ERROR 53100), not the WAL (which would PANIC the server). Yields (server, mount)."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    from tools.localpg import start_local_postgres
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120m,mode=1777", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    server = None
+    wal: Path | None = None
+    try:
+        data = mnt / "data"
+        start_local_postgres(data, keep_running=False).stop()
+        # the server's user must reach the WAL: not under pytest's 0700 tmp_path
+        wal = Path(tempfile.mkdtemp(prefix="so-test-wal-")) / "pg_wal"
+        shutil.move(str(data / "pg_wal"), str(wal))  # a copy across file systems: owned by root now
+        subprocess.run(["chown", "-R", f"{data.stat().st_uid}:{data.stat().st_gid}", str(wal.parent)], check=True)
+        (data / "pg_wal").symlink_to(wal)
+        server = start_local_postgres(data, keep_running=False)
+        yield server, mnt
+    finally:
+        if server is not None:
+            server.stop()
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        if wal is not None:
+            shutil.rmtree(wal.parent, ignore_errors=True)
+
+
+def test_a_target_disk_filling_up_mid_copy_names_table_row_and_cause_and_the_retry_with_room_succeeds(
+    local_pg, fresh_database, target_on_a_small_disk, tmp_path: Path
+) -> None:
+    server, mnt = target_on_a_small_disk
+    src = fresh_database("disk_src")
+    server.create_database("small_tgt")
+    body = "(SELECT string_agg(md5(g::text || '-' || i), '') FROM generate_series(1, 40) i)"
+    run_sql(local_pg.uri(src), 'CREATE TABLE "Posts" ("Id" integer PRIMARY KEY, "Body" text NOT NULL)',
+            f'INSERT INTO "Posts" SELECT g, {body} FROM generate_series(1, 200) g')
+
+    def copy(attempt: int):
+        with open_source(local_pg.endpoint(src)) as source, open_target(server.endpoint("small_tgt")) as target:
+            spec = source.describe("Posts")
+            return copy_table(source, target, spec, CopySettings(spill_root=tmp_path / "spill", attempt=attempt))
+
+    assert copy(1).rows_written == 200  # the replica
+    # ~190 MB of barely compressible text: more than the ~95 MiB the target's disk has left
+    run_sql(local_pg.uri(src), f'INSERT INTO "Posts" SELECT g, {body} FROM generate_series(201, 150000) g')
+    with pytest.raises(TargetError) as info:
+        copy(2)
+    err = info.value
+    text = str(err)
+    assert err.retryable is True and "Posts" in text and "copy_row" in text
+    assert "No space left on device" in text and "53100" in text
+    assert run_sql(server.uri("small_tgt"), 'SELECT count(*) FROM "Posts"') == [(200,)]  # the replica stays
+    assert run_sql(server.uri("small_tgt"), "SELECT to_regclass('\"Posts__stage\"')") == [(None,)]
+    subprocess.run(["mount", "-o", "remount,size=600m", str(mnt)], check=True)  # room again
+    assert copy(3).rows_written == 150000
+    assert run_sql(server.uri("small_tgt"), 'SELECT count(*), sum(length("Body")) FROM "Posts"') == [(150000, 150000 * 1280)]
