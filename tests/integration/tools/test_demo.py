@@ -10,7 +10,8 @@ from tools.localpg import start_local_postgres
 pytestmark = [pytest.mark.integration]
 
 
-def test_regression_stop_used_to_rerun_the_whole_demo_before_stopping(tmp_path, capsys):
+def test_regression_stop_used_to_rerun_the_whole_demo_before_stopping(server_home, capsys):
+    tmp_path = server_home
     server = start_local_postgres(tmp_path / "pg" / "data")
     assert (server.data_dir / "postmaster.pid").exists()
     assert main(["--stop", "--state-dir", str(tmp_path)]) == 0
