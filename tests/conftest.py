@@ -6,6 +6,7 @@ needs databases creates its own with a unique name through ``fresh_database``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -139,21 +140,30 @@ class TdsServer:
                 f"{quote(database, safe='')}")
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MiB tmpfs mounted under tmp_path, a file system that fills up for real (unmounted
-    afterwards). Skips without root or where mounting is not allowed (CI runs as root)."""
+@contextlib.contextmanager
+def mounted_tmpfs(path: Path, size: str, *, mode: str | None = None):
+    """Mount a tmpfs of ``size`` (``1m``, ``120m``) on the existing folder ``path`` for the block, a
+    file system that fills up for real; unmounted afterwards. Skips the test without root or where
+    mounting is not allowed (CI runs as root)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    options = f"size={size}" + (f",mode={mode}" if mode else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
-        yield mnt
+        yield path
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs under tmp_path (:func:`mounted_tmpfs`)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    with mounted_tmpfs(mnt, "1m"):
+        yield mnt
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ back) meets the full disk first. The disk is ``tests/conftest.py``'s ``tiny_disk
 
 from __future__ import annotations
 
-import os
 import random
 import string
 import subprocess
@@ -24,7 +23,7 @@ from include.replication.core.errors import ReplicationError, TargetError
 from include.replication.core.pipeline import copy_table
 from include.replication.core.transfer import transfer
 from include.replication.dialects.registry import open_source, open_target
-from tests.conftest import run_sql
+from tests.conftest import mounted_tmpfs, run_sql
 
 MIB = 1024 * 1024
 SCHEMA = pa.schema([pa.field("Id", pa.int64(), nullable=False), pa.field("Body", pa.string())])
@@ -75,17 +74,11 @@ def target_on_a_small_disk(server_home: Path):
     files (ERROR 53100), not the WAL (which would PANIC the server). Yields (server, mount)."""
     import shutil
 
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     from tools.localpg import start_local_postgres
 
     mnt = server_home / "small"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120m,mode=1777", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    server = None
-    try:
+    with mounted_tmpfs(mnt, "120m", mode="1777"):
         data = mnt / "data"
         start_local_postgres(data, keep_running=False).stop()
         wal = server_home / "wal" / "pg_wal"
@@ -94,11 +87,10 @@ def target_on_a_small_disk(server_home: Path):
         subprocess.run(["chown", "-R", f"{data.stat().st_uid}:{data.stat().st_gid}", str(wal.parent)], check=True)
         (data / "pg_wal").symlink_to(wal)
         server = start_local_postgres(data, keep_running=False)
-        yield server, mnt
-    finally:
-        if server is not None:
+        try:
+            yield server, mnt
+        finally:
             server.stop()
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_target_disk_filling_up_mid_copy_names_table_row_and_cause_and_the_retry_with_room_succeeds(

@@ -54,6 +54,22 @@ def _copy(local_pg, src: str, tgt: str, table: str, tmp_path: Path, **settings):
         return copy_table(source, target, spec, CopySettings(spill_root=tmp_path / "spill", **settings))
 
 
+class FaultAfter:
+    """A source whose reader calls ``fault()`` (kill a backend, stop a server) before batch ``at``."""
+
+    def __init__(self, inner, at: int, fault):
+        self._inner, self.dialect, self._at, self._fault = inner, inner.dialect, at, fault
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def read_batches(self, spec, **kw):
+        for i, batch in enumerate(self._inner.read_batches(spec, **kw)):
+            if i == self._at:
+                self._fault()
+            yield batch
+
+
 @pytest.fixture
 def replica(local_pg, fresh_database, tmp_path):
     """A source table and a good replica of it, with a grant to a reader role and a view on it."""
@@ -162,28 +178,16 @@ def test_a_killed_target_connection_mid_copy_keeps_the_replica_and_the_retry_rep
     src, tgt, role = replica
     before = _table(local_pg, tgt, "Comments")
 
-    class Killing:
-        """A source whose reader kills the target's copy backends halfway through."""
-
-        def __init__(self, inner):
-            self._inner, self.dialect = inner, inner.dialect
-
-        def __getattr__(self, name):
-            return getattr(self._inner, name)
-
-        def read_batches(self, spec, **kw):
-            for i, batch in enumerate(self._inner.read_batches(spec, **kw)):
-                if i == 2:
-                    _sql(local_pg, tgt, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-                         f"'{tgt}' AND pid <> pg_backend_pid() AND query ILIKE 'COPY%'")
-                    time.sleep(0.5)
-                yield batch
+    def kill_copy() -> None:
+        _sql(local_pg, tgt, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+             f"'{tgt}' AND pid <> pg_backend_pid() AND query ILIKE 'COPY%'")
+        time.sleep(0.5)
 
     with open_source(local_pg.endpoint(src)) as source, open_target(local_pg.endpoint(tgt)) as target:
         spec = source.describe("Comments")
         with pytest.raises(ReplicationError) as info:
-            copy_table(Killing(source), target, spec, CopySettings(spill_root=tmp_path / "spill", batch_rows=500,
-                                                                    batch_bytes=64 * 1024))
+            settings = CopySettings(spill_root=tmp_path / "spill", batch_rows=500, batch_bytes=64 * 1024)
+            copy_table(FaultAfter(source, 2, kill_copy), target, spec, settings)
     assert info.value.retryable is True  # a lost connection: Airflow retries it
     _intact(local_pg, tgt, role, before)
     assert _copy(local_pg, src, tgt, "Comments", tmp_path, attempt=2).rows_written == 5000
@@ -285,23 +289,8 @@ def test_a_target_server_crash_mid_copy_keeps_the_replica_and_the_retry_replaces
             os.kill(int(pid), signal.SIGKILL)
         time.sleep(0.5)
 
-    class Crashing:
-        """A source whose reader crashes the target after two batches."""
-
-        def __init__(self, inner):
-            self._inner, self.dialect = inner, inner.dialect
-
-        def __getattr__(self, name):
-            return getattr(self._inner, name)
-
-        def read_batches(self, spec, **kw):
-            for i, batch in enumerate(self._inner.read_batches(spec, **kw)):
-                if i == 2:
-                    crash_now()
-                yield batch
-
     with pytest.raises(ReplicationError) as info:
-        copy(Crashing, attempt=2)
+        copy(lambda source: FaultAfter(source, 2, crash_now), attempt=2)
     assert info.value.retryable is True and "Comments" in str(info.value)
     if crash == "server_down":
         assert any("could not drop" in r.getMessage() for r in caplog.records)
