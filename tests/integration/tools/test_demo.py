@@ -11,12 +11,11 @@ pytestmark = [pytest.mark.integration]
 
 
 def test_regression_stop_used_to_rerun_the_whole_demo_before_stopping(server_home, capsys):
-    tmp_path = server_home
-    server = start_local_postgres(tmp_path / "pg" / "data")
+    server = start_local_postgres(server_home / "pg" / "data")
     assert (server.data_dir / "postmaster.pid").exists()
-    assert main(["--stop", "--state-dir", str(tmp_path)]) == 0
+    assert main(["--stop", "--state-dir", str(server_home)]) == 0
     assert not (server.data_dir / "postmaster.pid").exists()  # stopped
-    assert not (tmp_path / "airflow").exists() and not (tmp_path / "logs").exists()  # no DAG run, no fill
+    assert not (server_home / "airflow").exists() and not (server_home / "logs").exists()  # no DAG run, no fill
     assert "stopped" in capsys.readouterr().out
-    assert main(["--stop", "--state-dir", str(tmp_path)]) == 0  # idempotent: nothing running
+    assert main(["--stop", "--state-dir", str(server_home)]) == 0  # idempotent: nothing running
     assert "not running" in capsys.readouterr().out

@@ -411,6 +411,32 @@ def test_transfer_logs_progress_with_eta_and_one_summary(tmp_path: Path, caplog:
     assert "peak RSS" in summary[0] and "spilled 0 files" in summary[0]
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_full_disk_while_sealing_a_spill_file_names_the_table_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: bool
+) -> None:
+    """Closing a spill file writes its Parquet footer: a full disk there (the producer's close, or
+    the writer sealing a file it reached) must be the same retryable error as a failing write,
+    not a bare OSError without the table."""
+    from include.replication.core import buffer as buffer_module
+
+    def footer_fails(self: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    def slow(it: Iterator[pa.RecordBatch]) -> int:  # slower than the reader: the buffer fills and spills
+        return sum(time.sleep(0.01) or b.num_rows for b in it)
+
+    monkeypatch.setattr(buffer_module._SpillFile, "seal", footer_fails)
+    with pytest.raises(ReplicationError) as ei:
+        transfer(iter(stream(30)), slow, schema=SCHEMA, budget_bytes=MIB, spill_root=tmp_path, label="dbo.Posts",
+                 overlap=overlap)
+    assert ei.value.retryable is True and ei.value.table == "dbo.Posts"
+    text = str(ei.value)
+    assert "sealing spill file" in text and "No space left on device" in text
+    assert "spill_root" in text and "memory_budget_mib" in text  # what to do about it
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failing_spill_write_is_a_retryable_replication_error_and_cleans_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
